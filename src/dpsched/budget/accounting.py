@@ -1,0 +1,114 @@
+"""The accounting mode of a ledger: what one unit of budget is and how demands map to it.
+
+Every budget quantity in dpsched is a float vector with one entry per dimension:
+one dimension in basic mode (epsilon), one per RDP order in rdp mode.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from dpsched.budget.conversion import rdp_to_epsilon
+from dpsched.budget.curves import dp_epsilon, rdp_curve
+from dpsched.budget.demand import DemandSpec, EpsilonDemand, RdpDemand
+from dpsched.budget.orders import DEFAULT_ALPHAS, validate_alphas
+from dpsched.errors import InputError
+
+Mode = Literal["basic", "rdp"]
+DEFAULT_DELTA = 1e-7
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """Mode, RDP orders, and the delta used where a conversion needs one.
+
+    `delta` converts a mechanism to an epsilon in basic mode and reports the spent
+    epsilon of a block whose capacity was given explicitly (without its own delta).
+    """
+
+    mode: Mode = "rdp"
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS
+    delta: float = DEFAULT_DELTA
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("basic", "rdp"):
+            raise InputError("accounting", f"must be 'basic' or 'rdp', got {self.mode!r}")
+        object.__setattr__(self, "alphas", validate_alphas(self.alphas))
+        if not 0.0 < self.delta < 1.0:
+            raise InputError("delta", f"must be in (0, 1), got {self.delta}")
+
+    @property
+    def dims(self) -> int:
+        return len(self.alphas) if self.mode == "rdp" else 1
+
+    @property
+    def labels(self) -> list[str]:
+        """Human names of the dimensions, for tables and error messages."""
+        if self.mode == "basic":
+            return ["epsilon"]
+        return [f"alpha={a:g}" for a in self.alphas]
+
+    def capacity(self, epsilon: float, delta: float | None, field: str = "block") -> np.ndarray:
+        """Block capacity from a global (eps_G, delta_G) guarantee.
+
+        rdp: c(alpha) = max(eps_G - ln(1/delta_G)/(alpha-1), 0), so that spending within
+        c at any one order converts back to (eps_G, delta_G)-DP (DPack Prop. 6).
+        """
+        if not math.isfinite(epsilon) or epsilon <= 0:
+            raise InputError(f"{field}.epsilon", f"must be a finite number > 0, got {epsilon}")
+        if self.mode == "basic":
+            if delta is not None and not 0.0 <= delta < 1.0:
+                raise InputError(f"{field}.delta", f"must be in [0, 1), got {delta}")
+            return np.array([epsilon], dtype=float)
+        if delta is None or not 0.0 < delta < 1.0:
+            raise InputError(f"{field}.delta", f"rdp accounting needs delta in (0, 1), got {delta}")
+        orders = np.asarray(self.alphas, dtype=float)
+        return np.maximum(epsilon - math.log(1.0 / delta) / (orders - 1.0), 0.0)
+
+    def check_vector(self, values: object, field: str, allow_inf: bool) -> np.ndarray:
+        """Validate a user-given per-dimension vector (capacity or demand)."""
+        try:
+            array = np.asarray(values, dtype=float)
+        except (TypeError, ValueError):
+            raise InputError(field, "must be a list of numbers") from None
+        if array.ndim != 1 or array.size != self.dims:
+            raise InputError(
+                field, f"needs {self.dims} values (one per {self._unit()}), got {array.size}"
+            )
+        if np.isnan(array).any() or (array < 0).any():
+            raise InputError(field, "values must be non-negative numbers, not NaN")
+        if not allow_inf and np.isinf(array).any():
+            raise InputError(field, "values must be finite")
+        return array
+
+    def _unit(self) -> str:
+        return "RDP order" if self.mode == "rdp" else "dimension"
+
+    def demand_vector(self, spec: DemandSpec, field: str = "demand") -> np.ndarray:
+        """The per-dimension cost of one demand spec under this accounting."""
+        if isinstance(spec, EpsilonDemand):
+            if self.mode == "rdp":
+                raise InputError(
+                    f"{field}.epsilon",
+                    "an epsilon demand needs accounting: basic; give 'rdp' or a 'mechanism'",
+                )
+            return np.array([spec.epsilon], dtype=float)
+        if isinstance(spec, RdpDemand):
+            if self.mode == "basic":
+                raise InputError(
+                    f"{field}.rdp", "an rdp demand needs accounting: rdp; give 'epsilon' instead"
+                )
+            return self.check_vector(spec.rdp, f"{field}.rdp", allow_inf=True)
+        if self.mode == "basic":
+            return np.array([dp_epsilon(spec, self.delta)], dtype=float)
+        return rdp_curve(spec, self.alphas)
+
+    def spent_epsilon(self, spent: np.ndarray, delta: float | None) -> float:
+        """The (epsilon, delta)-DP guarantee a block has spent, for reports."""
+        if self.mode == "basic":
+            return float(spent[0])
+        return rdp_to_epsilon(self.alphas, spent, delta if delta is not None else self.delta)

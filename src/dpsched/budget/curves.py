@@ -1,0 +1,119 @@
+"""Mechanism -> privacy cost, always through Google's `dp-accounting`.
+
+Two outputs: an RDP curve over the ledger's orders (rdp accounting) and an
+(epsilon, delta) epsilon (basic accounting). `dp-accounting`'s RDP accountant has
+no Poisson-subsampled Laplace, but its privacy-loss-distribution (PLD) module
+does; for that mechanism the Rényi divergence is read off the pessimistic PLD
+(log E[exp((alpha-1) L)] / (alpha-1), max over the add and remove directions).
+Pessimistic discretisation rounds losses up, so the curve is an upper bound; on
+plain Laplace it matches the accountant's exact formula to ~1e-9 (tested).
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+
+import dp_accounting
+import numpy as np
+from dp_accounting import pld, rdp
+from scipy.special import logsumexp
+
+from dpsched.budget.mechanisms import (
+    Composition,
+    Gaussian,
+    Laplace,
+    MechanismSpec,
+    SubsampledGaussian,
+    SubsampledLaplace,
+)
+from dpsched.errors import InputError
+
+PLD_DISCRETIZATION = 1e-4
+
+
+def rdp_curve(spec: MechanismSpec, alphas: tuple[float, ...]) -> np.ndarray:
+    """RDP epsilon of `spec` at each order; `inf` where the bound does not converge.
+
+    Cached per (spec, orders): workloads reuse a handful of mechanisms thousands of times.
+    """
+    return _rdp_curve_cached(spec, alphas).copy()
+
+
+@lru_cache(maxsize=4096)
+def _rdp_curve_cached(spec: MechanismSpec, alphas: tuple[float, ...]) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        curve = spec.count * _single_rdp(spec, alphas)
+    curve = np.where(np.isnan(curve), np.inf, curve)
+    curve.setflags(write=False)
+    return curve
+
+
+def _single_rdp(spec: MechanismSpec, alphas: tuple[float, ...]) -> np.ndarray:
+    if isinstance(spec, Composition):
+        return np.sum([_rdp_curve_cached(part, alphas) for part in spec.parts], axis=0)
+    if isinstance(spec, SubsampledLaplace):
+        return spec.steps * _pld_subsampled_laplace_rdp(spec.noise_scale, spec.sampling_rate, alphas)
+    accountant = rdp.RdpAccountant(orders=list(alphas))
+    accountant.compose(_event(spec))
+    return np.asarray(accountant.rdp, dtype=float)
+
+
+def _pld_subsampled_laplace_rdp(
+    scale: float, sampling_rate: float, alphas: tuple[float, ...]
+) -> np.ndarray:
+    distribution = pld.privacy_loss_distribution.from_laplace_mechanism(
+        scale,
+        sampling_prob=sampling_rate,
+        value_discretization_interval=PLD_DISCRETIZATION,
+    )
+    orders = np.asarray(alphas, dtype=float)
+    worst = np.zeros_like(orders)
+    for pmf in (distribution._pmf_remove, distribution._pmf_add):
+        dense = pmf.to_dense_pmf()
+        if dense._infinity_mass > 0:
+            return np.full_like(orders, np.inf)
+        losses = (np.arange(dense._probs.size) + dense._lower_loss) * dense._discretization
+        with np.errstate(divide="ignore"):
+            log_probs = np.log(dense._probs)
+        exponents = log_probs[None, :] + (orders[:, None] - 1.0) * losses[None, :]
+        worst = np.maximum(worst, logsumexp(exponents, axis=1) / (orders - 1.0))
+    return np.maximum(worst, 0.0)
+
+
+def _event(spec: MechanismSpec) -> dp_accounting.DpEvent:
+    """The `dp_accounting` event for one run (count = 1) of `spec`."""
+    if isinstance(spec, Laplace):
+        return dp_accounting.LaplaceDpEvent(noise_multiplier=spec.noise_scale)
+    if isinstance(spec, Gaussian):
+        return dp_accounting.GaussianDpEvent(noise_multiplier=spec.sigma)
+    if isinstance(spec, SubsampledGaussian):
+        step = dp_accounting.PoissonSampledDpEvent(
+            spec.sampling_rate, dp_accounting.GaussianDpEvent(spec.sigma)
+        )
+        return dp_accounting.SelfComposedDpEvent(step, spec.steps)
+    if isinstance(spec, SubsampledLaplace):
+        step = dp_accounting.PoissonSampledDpEvent(
+            spec.sampling_rate, dp_accounting.LaplaceDpEvent(spec.noise_scale)
+        )
+        return dp_accounting.SelfComposedDpEvent(step, spec.steps)
+    return dp_accounting.ComposedDpEvent(
+        [dp_accounting.SelfComposedDpEvent(_event(p), p.count) for p in spec.parts]
+    )
+
+
+@lru_cache(maxsize=4096)
+def dp_epsilon(spec: MechanismSpec, delta: float) -> float:
+    """(epsilon, delta)-DP epsilon of `spec` by PLD accounting: the basic-mode demand.
+
+    PLD is the tightest accountant `dp-accounting` has for an (epsilon, delta) target.
+    """
+    if not 0.0 < delta < 1.0:
+        raise InputError("delta", f"must be in (0, 1) to convert a mechanism to epsilon, got {delta}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        accountant = pld.PLDAccountant(value_discretization_interval=PLD_DISCRETIZATION)
+        accountant.compose(dp_accounting.SelfComposedDpEvent(_event(spec), spec.count))
+        epsilon = float(accountant.get_epsilon(delta))
+    return epsilon

@@ -1,0 +1,32 @@
+"""Private blocks: a slice of data (a day, a user group) carrying its own global budget."""
+
+from __future__ import annotations
+
+import math
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DimensionValue = float | int | str
+
+
+class BlockSpec(BaseModel):
+    """A block as users declare it; its capacity comes from (epsilon, delta) or is explicit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    dataset: str = "default"
+    dimensions: dict[str, DimensionValue] = Field(default_factory=dict)
+    arrival: float = Field(0.0, allow_inf_nan=False)
+    epsilon: float | None = None
+    delta: float | None = None
+    capacity: tuple[float, ...] | None = None
+
+    @model_validator(mode="after")
+    def _budget_given_once(self) -> Self:
+        if (self.epsilon is None) == (self.capacity is None):
+            raise ValueError("give either 'epsilon' (with 'delta' for rdp) or 'capacity'")
+        if self.epsilon is not None and not (math.isfinite(self.epsilon) and self.epsilon > 0):
+            raise ValueError(f"epsilon must be a finite number > 0, got {self.epsilon}")
+        return self

@@ -1,0 +1,130 @@
+"""Privacy claims (tasks): what users submit, and the record the ledger keeps of each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    model_validator,
+)
+
+from dpsched.budget import DemandSpec
+from dpsched.core.selectors import BlockSelector
+
+
+def _list_means_ids(value: Any) -> Any:
+    return {"ids": list(value)} if isinstance(value, list | tuple) else value
+
+
+class ClaimSpec(BaseModel):
+    """A claim as submitted: blocks to read, the cost per block, and scheduling hints."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    weight: float = Field(1.0, gt=0.0, allow_inf_nan=False)
+    arrival: float = Field(0.0, allow_inf_nan=False)
+    timeout: float | None = Field(None, gt=0.0)
+    blocks: Annotated[BlockSelector, BeforeValidator(_list_means_ids)] | None = None
+    demand: DemandSpec | None = None
+    demand_by_block: dict[str, DemandSpec] | None = None
+    min_blocks: PositiveInt = 1
+    max_blocks: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (self.demand is None) == (self.demand_by_block is None):
+            raise ValueError("give exactly one of 'demand' or 'demand_by_block'")
+        if self.blocks is None and self.demand_by_block is None:
+            raise ValueError("'blocks' is required unless 'demand_by_block' names the blocks")
+        if self.max_blocks is not None and self.max_blocks < self.min_blocks:
+            raise ValueError("max_blocks must be >= min_blocks")
+        return self
+
+
+class ClaimState(StrEnum):
+    PENDING = "pending"
+    ALLOCATED = "allocated"
+    CONSUMED = "consumed"
+    RELEASED = "released"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+
+
+@dataclass
+class Claim:
+    """The ledger's record of a claim; arrays are (blocks x dimensions), rows follow `block_ids`.
+
+    `demand` is the resolved cost, `allocated` what is held and not yet consumed,
+    `consumed` what was used for good.
+    """
+
+    id: str
+    weight: float
+    arrival: float
+    timeout: float | None
+    block_ids: tuple[str, ...]
+    block_index: np.ndarray
+    demand: np.ndarray
+    state: ClaimState = ClaimState.PENDING
+    allocated: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    consumed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    reason: str | None = None
+    allocated_at: float | None = None
+    finished_at: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.allocated.shape != self.demand.shape:
+            self.allocated = np.zeros_like(self.demand)
+        if self.consumed.shape != self.demand.shape:
+            self.consumed = np.zeros_like(self.demand)
+
+    @property
+    def deadline(self) -> float | None:
+        return None if self.timeout is None else self.arrival + self.timeout
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "weight": self.weight,
+            "arrival": self.arrival,
+            "timeout": self.timeout,
+            "block_ids": list(self.block_ids),
+            "block_index": self.block_index.tolist(),
+            "demand": self.demand.tolist(),
+            "state": self.state.value,
+            "allocated": self.allocated.tolist(),
+            "consumed": self.consumed.tolist(),
+            "reason": self.reason,
+            "allocated_at": self.allocated_at,
+            "finished_at": self.finished_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], dims: int) -> Claim:
+        def matrix(key: str) -> np.ndarray:
+            return np.asarray(data[key], dtype=float).reshape(-1, dims)
+
+        return cls(
+            id=data["id"],
+            weight=float(data["weight"]),
+            arrival=float(data["arrival"]),
+            timeout=data["timeout"],
+            block_ids=tuple(data["block_ids"]),
+            block_index=np.asarray(data["block_index"], dtype=np.int64),
+            demand=matrix("demand"),
+            state=ClaimState(data["state"]),
+            allocated=matrix("allocated"),
+            consumed=matrix("consumed"),
+            reason=data["reason"],
+            allocated_at=data["allocated_at"],
+            finished_at=data["finished_at"],
+        )

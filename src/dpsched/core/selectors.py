@@ -1,0 +1,150 @@
+"""Which blocks a claim asks for: explicit ids, a dataset filtered by dimensions, or the N newest.
+
+Selectors are resolved once, when the claim is submitted, against the blocks the
+ledger holds then: a claim's block set never changes afterwards, which is what
+makes all-or-nothing allocation well defined.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PositiveInt, Tag, field_validator
+
+from dpsched.core.blocks import BlockSpec, DimensionValue
+
+_CONDITION = re.compile(r"^\s*([A-Za-z_][\w.-]*)\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
+_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+class Condition(BaseModel):
+    """`dimension op value`, e.g. `time >= 10` or `country == "fr"`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dimension: str
+    op: str
+    value: DimensionValue
+
+    @classmethod
+    def parse(cls, text: str) -> Condition:
+        match = _CONDITION.match(text)
+        if match is None:
+            raise ValueError(f"cannot parse condition {text!r}: expected 'dimension op value'")
+        name, op, raw = match.groups()
+        value: DimensionValue
+        if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
+            value = raw[1:-1]
+        else:
+            try:
+                value = float(raw)
+            except ValueError:
+                value = raw
+        return cls(dimension=name, op=op, value=value)
+
+    def holds(self, dimensions: dict[str, DimensionValue]) -> bool:
+        """False when the block lacks the dimension or the types cannot be compared."""
+        if self.dimension not in dimensions:
+            return False
+        actual = dimensions[self.dimension]
+        if isinstance(actual, str) != isinstance(self.value, str):
+            return False
+        return _OPERATORS[self.op](actual, self.value)
+
+    def __str__(self) -> str:
+        return f"{self.dimension} {self.op} {self.value}"
+
+
+class ExplicitSelector(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ids: tuple[str, ...] = Field(min_length=1)
+
+    @field_validator("ids")
+    @classmethod
+    def _unique(cls, ids: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(ids)) != len(ids):
+            raise ValueError("block ids must not repeat")
+        return ids
+
+    def select(self, blocks: Sequence[BlockSpec]) -> list[str]:
+        return list(self.ids)
+
+
+class DatasetSelector(BaseModel):
+    """All blocks of a dataset whose dimensions satisfy every condition."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str
+    where: tuple[Condition, ...] = ()
+
+    @field_validator("where", mode="before")
+    @classmethod
+    def _parse(cls, values: Any) -> Any:
+        if isinstance(values, str):
+            values = [values]
+        return [Condition.parse(v) if isinstance(v, str) else v for v in values]
+
+    def select(self, blocks: Sequence[BlockSpec]) -> list[str]:
+        return [
+            b.id
+            for b in blocks
+            if b.dataset == self.dataset and all(c.holds(b.dimensions) for c in self.where)
+        ]
+
+
+class RecentSelector(BaseModel):
+    """The N most recently arrived blocks (optionally of one dataset), as DPack's tasks ask."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    most_recent: PositiveInt
+    dataset: str | None = None
+
+    def select(self, blocks: Sequence[BlockSpec]) -> list[str]:
+        pool = [b for b in blocks if self.dataset is None or b.dataset == self.dataset]
+        return [b.id for b in pool[-self.most_recent :]]
+
+
+def _selector_kind(value: Any) -> str | None:
+    if isinstance(value, list | tuple):
+        return "ids"
+    if isinstance(value, dict):
+        for key in ("ids", "most_recent", "dataset"):
+            if key in value:
+                return key
+        return None
+    return {
+        ExplicitSelector: "ids",
+        RecentSelector: "most_recent",
+        DatasetSelector: "dataset",
+    }.get(type(value))
+
+
+def _explicit_from_list(value: Any) -> Any:
+    return {"ids": value} if isinstance(value, list | tuple) else value
+
+
+BlockSelector = Annotated[
+    Annotated[ExplicitSelector, Tag("ids")]
+    | Annotated[RecentSelector, Tag("most_recent")]
+    | Annotated[DatasetSelector, Tag("dataset")],
+    Discriminator(
+        _selector_kind,
+        custom_error_type="selector_kind",
+        custom_error_message=(
+            "blocks must be a list of ids, or a mapping with 'ids', 'most_recent' or 'dataset'"
+        ),
+    ),
+]

@@ -1,0 +1,114 @@
+"""The array form of one scheduling decision, shared by every policy.
+
+Demands are sparse over blocks (a claim reads a few of many blocks), so they are
+kept in CSR layout: claim i's entries are rows indptr[i]:indptr[i+1] of
+`entry_block` (block index) and `entry_demand` (one value per dimension).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from dpsched.errors import InputError
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """Pending claims x blocks x dimensions, with the budget each block can give now.
+
+    `available` is what may be allocated now (the ledger's unlocked budget);
+    `capacity` is each block's total capacity (DPF's share denominator; orders with
+    zero capacity are unusable).
+    """
+
+    ids: tuple[str, ...]
+    weights: np.ndarray
+    arrival: np.ndarray
+    indptr: np.ndarray
+    entry_block: np.ndarray
+    entry_demand: np.ndarray
+    available: np.ndarray
+    capacity: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        if self.weights.shape != (n,) or self.arrival.shape != (n,) or self.indptr.shape != (n + 1,):
+            raise InputError("problem", "weights, arrival and indptr must match the number of claims")
+        if self.available.shape != self.capacity.shape:
+            raise InputError("problem", "available and capacity must have the same shape")
+        if self.entry_demand.shape != (self.entry_block.size, self.dims):
+            raise InputError("problem", "entry_demand must be (entries x dimensions)")
+        if (np.diff(self.indptr) <= 0).any():
+            raise InputError("problem", "every claim must request at least one block")
+
+    @classmethod
+    def from_dense(
+        cls,
+        demand: np.ndarray,
+        available: np.ndarray,
+        *,
+        capacity: np.ndarray | None = None,
+        weights: Sequence[float] | None = None,
+        arrival: Sequence[float] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> Problem:
+        """From a (claims x blocks x dims) tensor; a block is requested where any entry > 0.
+
+        Convenient for small examples and tests; real workloads build the CSR directly.
+        """
+        demand = np.asarray(demand, dtype=float)
+        if demand.ndim == 2:
+            demand = demand[:, :, None]
+        available = np.asarray(available, dtype=float).reshape(demand.shape[1], demand.shape[2])
+        n = demand.shape[0]
+        requested = (demand != 0).any(axis=2)
+        counts = requested.sum(axis=1)
+        task, block = np.nonzero(requested)
+        return cls(
+            ids=tuple(ids) if ids is not None else tuple(f"t{i}" for i in range(n)),
+            weights=np.ones(n) if weights is None else np.asarray(weights, dtype=float),
+            arrival=np.arange(n, dtype=float) if arrival is None else np.asarray(arrival, dtype=float),
+            indptr=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            entry_block=block.astype(np.int64),
+            entry_demand=demand[task, block],
+            available=available,
+            capacity=available.copy() if capacity is None else np.asarray(capacity, dtype=float),
+        )
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    @property
+    def m(self) -> int:
+        return int(self.available.shape[0])
+
+    @property
+    def dims(self) -> int:
+        return int(self.available.shape[1])
+
+    @cached_property
+    def entry_task(self) -> np.ndarray:
+        return np.repeat(np.arange(self.n), np.diff(self.indptr))
+
+    @cached_property
+    def usable(self) -> np.ndarray:
+        return self.capacity > 0
+
+    @cached_property
+    def tie_rank(self) -> np.ndarray:
+        """Each claim's position in (arrival, id) order: every policy's final tie-break."""
+        by_id = np.argsort(np.asarray(self.ids, dtype=object), kind="stable")
+        id_rank = np.empty(self.n, dtype=np.int64)
+        id_rank[by_id] = np.arange(self.n)
+        order = np.lexsort((id_rank, self.arrival))
+        rank = np.empty(self.n, dtype=np.int64)
+        rank[order] = np.arange(self.n)
+        return rank
+
+    def task_entries(self, task: int) -> slice:
+        return slice(int(self.indptr[task]), int(self.indptr[task + 1]))
