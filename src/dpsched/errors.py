@@ -41,10 +41,14 @@ def from_validation_error(prefix: str, exc: Exception) -> InputError:
     parts: list[str] = []
     for raw in first.get("loc", ()):
         part = str(raw)
-        if not _is_union_tag(part) and (not parts or parts[-1] != part):
+        if isinstance(raw, int) and parts:
+            parts[-1] += f"[{raw}]"
+        elif not _is_union_tag(part) and (not parts or parts[-1] != part):
             parts.append(part)
     location = ".".join([prefix, *parts]) if prefix else ".".join(parts)
     message = str(first.get("msg", "invalid value"))
+    if first.get("type") == "extra_forbidden":
+        message = "unknown key"
     return InputError(location or "input", message.removeprefix("Value error, "))
 
 

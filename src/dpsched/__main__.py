@@ -1,0 +1,3 @@
+from dpsched.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""The `dpsched` command line."""

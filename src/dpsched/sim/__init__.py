@@ -1,0 +1,1 @@
+"""Simulation front end: reproducible workloads (and, next, the discrete-event simulator)."""
