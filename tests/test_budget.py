@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from dp_accounting import rdp
+from pydantic import TypeAdapter
+
+from dpsched.budget import (
+    DEFAULT_ALPHAS,
+    Accounting,
+    Composition,
+    DemandSpec,
+    Gaussian,
+    Laplace,
+    SubsampledGaussian,
+    SubsampledLaplace,
+    dp_epsilon,
+    rdp_curve,
+    rdp_to_epsilon,
+    rdp_to_epsilon_classic,
+)
+from dpsched.errors import InputError
+
+ALPHAS = DEFAULT_ALPHAS
+
+
+def test_rdp_capacity_follows_the_global_guarantee_and_clamps_at_zero() -> None:
+    capacity = Accounting("rdp").capacity(10.0, 1e-7)
+    for alpha, c in zip(ALPHAS, capacity, strict=True):
+        assert c == pytest.approx(max(10.0 - math.log(1e7) / (alpha - 1), 0.0))
+    assert capacity[:4].tolist() == [0.0, 0.0, 0.0, 0.0]
+    assert (np.diff(capacity) >= 0).all()
+
+
+def test_basic_capacity_is_epsilon() -> None:
+    assert Accounting("basic").capacity(3.0, None).tolist() == [3.0]
+
+
+@pytest.mark.parametrize(
+    ("epsilon", "delta", "field"),
+    [(-1.0, 1e-7, "b.epsilon"), (math.nan, 1e-7, "b.epsilon"), (1.0, 0.0, "b.delta"), (1.0, None, "b.delta")],
+)
+def test_bad_block_budget_names_the_field(epsilon: float, delta: float | None, field: str) -> None:
+    with pytest.raises(InputError) as info:
+        Accounting("rdp").capacity(epsilon, delta, "b")
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize("alphas", [(0.5, 2.0), (1.0, 2.0), (2.0, 2.0), (3.0, 2.0), ()])
+def test_invalid_orders_are_refused(alphas: tuple[float, ...]) -> None:
+    with pytest.raises(InputError):
+        Accounting("rdp", alphas)
+
+
+def test_gaussian_curve_is_alpha_over_two_sigma_squared() -> None:
+    curve = rdp_curve(Gaussian(mechanism="gaussian", sigma=2.0), ALPHAS)
+    np.testing.assert_allclose(curve, np.asarray(ALPHAS) / 8.0)
+
+
+def test_count_and_composition_add_up() -> None:
+    lap = Laplace(mechanism="laplace", scale=2.0)
+    gau = Gaussian(mechanism="gaussian", sigma=3.0, count=4)
+    both = Composition(mechanism="composition", parts=[lap, gau], count=2)
+    np.testing.assert_allclose(
+        rdp_curve(both, ALPHAS), 2 * (rdp_curve(lap, ALPHAS) + rdp_curve(gau, ALPHAS))
+    )
+    np.testing.assert_allclose(
+        rdp_curve(gau, ALPHAS), 4 * rdp_curve(Gaussian(mechanism="gaussian", sigma=3.0), ALPHAS)
+    )
+
+
+def test_laplace_by_epsilon_equals_laplace_by_scale() -> None:
+    a = rdp_curve(Laplace(mechanism="laplace", epsilon=0.5), ALPHAS)
+    b = rdp_curve(Laplace(mechanism="laplace", scale=2.0), ALPHAS)
+    np.testing.assert_allclose(a, b)
+    assert (a < 0.5 + 1e-12).all()
+
+
+def test_subsampled_laplace_without_subsampling_matches_exact_laplace() -> None:
+    """The PLD-derived Rényi divergence reproduces dp-accounting's exact Laplace RDP."""
+    pld_based = rdp_curve(
+        SubsampledLaplace(mechanism="subsampled_laplace", scale=2.0, sampling_rate=1.0), ALPHAS
+    )
+    exact = rdp_curve(Laplace(mechanism="laplace", scale=2.0), ALPHAS)
+    np.testing.assert_allclose(pld_based, exact, rtol=1e-4)
+    assert (pld_based >= exact - 1e-9).all()
+
+
+def test_subsampling_and_steps_behave() -> None:
+    one = rdp_curve(SubsampledLaplace(mechanism="subsampled_laplace", epsilon=1, sampling_rate=0.01), ALPHAS)
+    many = rdp_curve(
+        SubsampledLaplace(mechanism="subsampled_laplace", epsilon=1, sampling_rate=0.01, steps=50), ALPHAS
+    )
+    full = rdp_curve(Laplace(mechanism="laplace", epsilon=1), ALPHAS)
+    assert (one < full / 10).all()
+    np.testing.assert_allclose(many, 50 * one)
+
+
+def test_subsampled_gaussian_at_full_rate_is_the_gaussian() -> None:
+    sgd = SubsampledGaussian(mechanism="subsampled_gaussian", sigma=1.5, sampling_rate=1.0, steps=3)
+    np.testing.assert_allclose(
+        rdp_curve(sgd, ALPHAS), 3 * rdp_curve(Gaussian(mechanism="gaussian", sigma=1.5), ALPHAS), rtol=1e-9
+    )
+
+
+def test_dp_sgd_is_cheaper_at_low_orders_than_the_plain_gaussian() -> None:
+    sgd = rdp_curve(SubsampledGaussian(mechanism="subsampled_gaussian", sigma=1.0, sampling_rate=0.01, steps=100), ALPHAS)
+    assert sgd[0] < rdp_curve(Gaussian(mechanism="gaussian", sigma=1.0), ALPHAS)[0]
+
+
+def test_conversions() -> None:
+    curve = rdp_curve(Gaussian(mechanism="gaussian", sigma=2.0), ALPHAS)
+    improved = rdp_to_epsilon(ALPHAS, curve, 1e-6)
+    classic = rdp_to_epsilon_classic(ALPHAS, curve, 1e-6)
+    assert classic == pytest.approx(min(a / 8 + math.log(1e6) / (a - 1) for a in ALPHAS))
+    assert 0 < improved <= classic
+    eps, _ = rdp.compute_epsilon(list(ALPHAS), list(curve), 1e-6)
+    assert improved == pytest.approx(eps)
+    assert rdp_to_epsilon(ALPHAS, np.zeros(len(ALPHAS)), 1e-6) == 0.0
+
+
+def test_basic_mode_mechanism_is_its_dp_epsilon() -> None:
+    basic = Accounting("basic", delta=1e-7)
+    spec = TypeAdapter(DemandSpec).validate_python({"mechanism": "laplace", "epsilon": 0.5})
+    assert basic.demand_vector(spec)[0] == pytest.approx(0.5, rel=1e-3)
+    gaussian = Gaussian(mechanism="gaussian", sigma=2.0)
+    # PLD accounting is at least as tight as RDP conversion.
+    rdp_bound = rdp_to_epsilon(ALPHAS, rdp_curve(gaussian, ALPHAS), 1e-7)
+    assert 0 < dp_epsilon(gaussian, 1e-7) <= rdp_bound + 1e-6
+
+
+def test_demand_kinds_are_checked_against_the_mode() -> None:
+    adapter = TypeAdapter(DemandSpec)
+    with pytest.raises(InputError, match="accounting: basic"):
+        Accounting("rdp").demand_vector(adapter.validate_python({"epsilon": 1.0}))
+    with pytest.raises(InputError, match="accounting: rdp"):
+        Accounting("basic").demand_vector(adapter.validate_python({"rdp": [1.0]}))
+    with pytest.raises(InputError, match="12 values"):
+        Accounting("rdp").demand_vector(adapter.validate_python({"rdp": [1.0, 2.0]}))

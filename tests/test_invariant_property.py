@@ -1,0 +1,83 @@
+"""The safety invariant under arbitrary operation sequences, for both accounting modes.
+
+After every operation (successful or refused): capacity = locked + unlocked +
+allocated + consumed per order, locked >= 0, and every block that granted anything
+stays within capacity at some usable order. Refused operations change nothing.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dpsched.budget import Accounting
+from dpsched.core import BlockSpec, Ledger, PerArrival
+from dpsched.errors import DpschedError
+from dpsched.policies import POLICIES, schedule_step
+
+ALPHAS = (1.5, 2.0, 4.0, 8.0, 32.0)
+N_BLOCKS = 3
+
+demand_values = st.floats(min_value=0.0, max_value=6.0, allow_nan=False)
+operation = st.one_of(
+    st.tuples(st.just("submit"), st.lists(st.integers(0, N_BLOCKS - 1), min_size=1, max_size=3, unique=True),
+              st.lists(demand_values, min_size=len(ALPHAS), max_size=len(ALPHAS))),
+    st.tuples(st.just("allocate"), st.integers(0, 30)),
+    st.tuples(st.just("consume"), st.integers(0, 30), st.floats(0.01, 1.2)),
+    st.tuples(st.just("release"), st.integers(0, 30)),
+    st.tuples(st.just("expire"), st.integers(0, 30)),
+    st.tuples(st.just("unlock"), st.floats(0.0, 1.0)),
+    st.tuples(st.just("schedule"), st.sampled_from(["fcfs", "dpf", "area", "dpack"])),
+)
+
+
+def run_sequence(mode: str, ops: list[tuple[object, ...]]) -> None:
+    accounting = Accounting(mode, ALPHAS)
+    ledger = Ledger(accounting)
+    for j in range(N_BLOCKS):
+        ledger.add_block(BlockSpec(id=f"b{j}", epsilon=10.0, delta=1e-6))
+    unlock = PerArrival(3)
+    submitted = 0
+    for step, op in enumerate(ops):
+        before = json.dumps(ledger.to_dict(), sort_keys=True)
+        kind = op[0]
+        claim_id = f"c{op[1]}" if kind in ("allocate", "consume", "release", "expire") else ""
+        try:
+            if kind == "submit":
+                blocks, values = op[1], op[2]
+                demand = {"epsilon": values[0]} if mode == "basic" else {"rdp": values}
+                claim = ledger.submit({"id": f"c{submitted}", "blocks": [f"b{b}" for b in blocks],
+                                       "demand": demand}, time=float(step))
+                unlock.on_claim_submitted(ledger, claim, float(step))
+                submitted += 1
+            elif kind == "allocate":
+                ledger.allocate(claim_id, request_id=f"r{step}", time=float(step))
+            elif kind == "consume":
+                ledger.consume(claim_id, request_id=f"r{step}", time=float(step), fraction=float(op[2]))
+            elif kind == "release":
+                ledger.release(claim_id, request_id=f"r{step}", time=float(step))
+            elif kind == "expire":
+                ledger.expire(claim_id, request_id=f"r{step}", time=float(step))
+            elif kind == "unlock":
+                ledger.unlock(np.full(N_BLOCKS, float(op[1])))
+            else:
+                schedule_step(ledger, POLICIES[str(op[1])], time=float(step))
+        except DpschedError:
+            assert json.dumps(ledger.to_dict(), sort_keys=True) == before, f"refused {op} changed state"
+        assert ledger.invariant_violations() == [], op
+        spent = ledger.spent()
+        within = ((spent <= ledger.capacity + 1e-9) & ledger.usable).any(axis=1)
+        assert (within | ~(spent > 0).any(axis=1)).all()
+
+
+@given(st.lists(operation, max_size=40))
+def test_rdp_blocks_never_exceed_budget(ops: list[tuple[object, ...]]) -> None:
+    run_sequence("rdp", ops)
+
+
+@given(st.lists(operation, max_size=40))
+def test_basic_blocks_never_exceed_budget(ops: list[tuple[object, ...]]) -> None:
+    run_sequence("basic", ops)
