@@ -58,9 +58,20 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="skip the 60,000-claim cases")
     args = parser.parse_args()
     table = Table(title="dpsched scheduling benchmarks")
-    for column in ("workload", "n", "blocks", "policy", "runtime (s)", "target (s)", "allocated",
-                   "status", "peak RSS (MB)"):
-        table.add_column(column, justify="left" if column in ("workload", "policy", "status") else "right")
+    for column in (
+        "workload",
+        "n",
+        "blocks",
+        "policy",
+        "runtime (s)",
+        "target (s)",
+        "allocated",
+        "status",
+        "peak RSS (MB)",
+    ):
+        table.add_column(
+            column, justify="left" if column in ("workload", "policy", "status") else "right"
+        )
     cache: dict[tuple[str, int, int], Workload] = {}
     failures = 0
     for case in CASES:
@@ -82,9 +93,15 @@ def main() -> int:
         ok = result.runtime_s < case.target_s
         failures += not ok
         table.add_row(
-            case.workload, str(case.n), str(case.blocks), label,
-            f"[{'green' if ok else 'red'}]{result.runtime_s:.4f}[/]", f"{case.target_s:g}",
-            str(len(result.allocated)), result.status, f"{peak_rss_mb():.0f}",
+            case.workload,
+            str(case.n),
+            str(case.blocks),
+            label,
+            f"[{'green' if ok else 'red'}]{result.runtime_s:.4f}[/]",
+            f"{case.target_s:g}",
+            str(len(result.allocated)),
+            result.status,
+            f"{peak_rss_mb():.0f}",
         )
     Console(width=150).print(table)
     return 1 if failures else 0

@@ -40,7 +40,12 @@ def test_basic_capacity_is_epsilon() -> None:
 
 @pytest.mark.parametrize(
     ("epsilon", "delta", "field"),
-    [(-1.0, 1e-7, "b.epsilon"), (math.nan, 1e-7, "b.epsilon"), (1.0, 0.0, "b.delta"), (1.0, None, "b.delta")],
+    [
+        (-1.0, 1e-7, "b.epsilon"),
+        (math.nan, 1e-7, "b.epsilon"),
+        (1.0, 0.0, "b.delta"),
+        (1.0, None, "b.delta"),
+    ],
 )
 def test_bad_block_budget_names_the_field(epsilon: float, delta: float | None, field: str) -> None:
     with pytest.raises(InputError) as info:
@@ -89,9 +94,12 @@ def test_subsampled_laplace_without_subsampling_matches_exact_laplace() -> None:
 
 
 def test_subsampling_and_steps_behave() -> None:
-    one = rdp_curve(SubsampledLaplace(mechanism="subsampled_laplace", epsilon=1, sampling_rate=0.01), ALPHAS)
+    one = rdp_curve(
+        SubsampledLaplace(mechanism="subsampled_laplace", epsilon=1, sampling_rate=0.01), ALPHAS
+    )
     many = rdp_curve(
-        SubsampledLaplace(mechanism="subsampled_laplace", epsilon=1, sampling_rate=0.01, steps=50), ALPHAS
+        SubsampledLaplace(mechanism="subsampled_laplace", epsilon=1, sampling_rate=0.01, steps=50),
+        ALPHAS,
     )
     full = rdp_curve(Laplace(mechanism="laplace", epsilon=1), ALPHAS)
     assert (one < full / 10).all()
@@ -101,12 +109,19 @@ def test_subsampling_and_steps_behave() -> None:
 def test_subsampled_gaussian_at_full_rate_is_the_gaussian() -> None:
     sgd = SubsampledGaussian(mechanism="subsampled_gaussian", sigma=1.5, sampling_rate=1.0, steps=3)
     np.testing.assert_allclose(
-        rdp_curve(sgd, ALPHAS), 3 * rdp_curve(Gaussian(mechanism="gaussian", sigma=1.5), ALPHAS), rtol=1e-9
+        rdp_curve(sgd, ALPHAS),
+        3 * rdp_curve(Gaussian(mechanism="gaussian", sigma=1.5), ALPHAS),
+        rtol=1e-9,
     )
 
 
 def test_dp_sgd_is_cheaper_at_low_orders_than_the_plain_gaussian() -> None:
-    sgd = rdp_curve(SubsampledGaussian(mechanism="subsampled_gaussian", sigma=1.0, sampling_rate=0.01, steps=100), ALPHAS)
+    sgd = rdp_curve(
+        SubsampledGaussian(
+            mechanism="subsampled_gaussian", sigma=1.0, sampling_rate=0.01, steps=100
+        ),
+        ALPHAS,
+    )
     assert sgd[0] < rdp_curve(Gaussian(mechanism="gaussian", sigma=1.0), ALPHAS)[0]
 
 

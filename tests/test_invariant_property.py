@@ -23,8 +23,11 @@ N_BLOCKS = 3
 
 demand_values = st.floats(min_value=0.0, max_value=6.0, allow_nan=False)
 operation = st.one_of(
-    st.tuples(st.just("submit"), st.lists(st.integers(0, N_BLOCKS - 1), min_size=1, max_size=3, unique=True),
-              st.lists(demand_values, min_size=len(ALPHAS), max_size=len(ALPHAS))),
+    st.tuples(
+        st.just("submit"),
+        st.lists(st.integers(0, N_BLOCKS - 1), min_size=1, max_size=3, unique=True),
+        st.lists(demand_values, min_size=len(ALPHAS), max_size=len(ALPHAS)),
+    ),
     st.tuples(st.just("allocate"), st.integers(0, 30)),
     st.tuples(st.just("consume"), st.integers(0, 30), st.floats(0.01, 1.2)),
     st.tuples(st.just("release"), st.integers(0, 30)),
@@ -49,14 +52,18 @@ def run_sequence(mode: str, ops: list[tuple[object, ...]]) -> None:
             if kind == "submit":
                 blocks, values = op[1], op[2]
                 demand = {"epsilon": values[0]} if mode == "basic" else {"rdp": values}
-                claim = ledger.submit({"id": f"c{submitted}", "blocks": [f"b{b}" for b in blocks],
-                                       "demand": demand}, time=float(step))
+                claim = ledger.submit(
+                    {"id": f"c{submitted}", "blocks": [f"b{b}" for b in blocks], "demand": demand},
+                    time=float(step),
+                )
                 unlock.on_claim_submitted(ledger, claim, float(step))
                 submitted += 1
             elif kind == "allocate":
                 ledger.allocate(claim_id, request_id=f"r{step}", time=float(step))
             elif kind == "consume":
-                ledger.consume(claim_id, request_id=f"r{step}", time=float(step), fraction=float(op[2]))
+                ledger.consume(
+                    claim_id, request_id=f"r{step}", time=float(step), fraction=float(op[2])
+                )
             elif kind == "release":
                 ledger.release(claim_id, request_id=f"r{step}", time=float(step))
             elif kind == "expire":
@@ -66,7 +73,9 @@ def run_sequence(mode: str, ops: list[tuple[object, ...]]) -> None:
             else:
                 schedule_step(ledger, POLICIES[str(op[1])], time=float(step))
         except DpschedError:
-            assert json.dumps(ledger.to_dict(), sort_keys=True) == before, f"refused {op} changed state"
+            assert json.dumps(ledger.to_dict(), sort_keys=True) == before, (
+                f"refused {op} changed state"
+            )
         assert ledger.invariant_violations() == [], op
         spent = ledger.spent()
         within = ((spent <= ledger.capacity + 1e-9) & ledger.usable).any(axis=1)

@@ -58,7 +58,9 @@ def fig3() -> Problem:
     return Problem.from_dense(demand, np.ones((2, 2)))
 
 
-@pytest.mark.parametrize(("policy", "expected"), [("dpf", 1), ("fcfs", 1), ("area", 3), ("dpack", 3), ("optimal", 3)])
+@pytest.mark.parametrize(
+    ("policy", "expected"), [("dpf", 1), ("fcfs", 1), ("area", 3), ("dpack", 3), ("optimal", 3)]
+)
 def test_dpack_figure_1(policy: str, expected: int) -> None:
     result = get_policy(policy).run(fig1())
     assert len(result.allocated) == expected
@@ -83,8 +85,14 @@ def test_privatekube_figure_4_dpf_n() -> None:
     demands = {"P1": (0.5, 1.5), "P2": (1.0, 1.0), "P3": (1.5, 1.0)}
     granted = {}
     for t, (pid, (d1, d2)) in enumerate(demands.items(), start=1):
-        claim = ledger.submit({"id": pid, "arrival": t, "demand_by_block":
-                               {"PB1": {"epsilon": d1}, "PB2": {"epsilon": d2}}}, time=t)
+        claim = ledger.submit(
+            {
+                "id": pid,
+                "arrival": t,
+                "demand_by_block": {"PB1": {"epsilon": d1}, "PB2": {"epsilon": d2}},
+            },
+            time=t,
+        )
         unlocking.on_claim_submitted(ledger, claim, t)
         granted[t] = schedule_step(ledger, POLICIES["dpf"], time=t).granted
     assert granted == {1: [], 2: ["P2"], 3: ["P1"]}
@@ -93,7 +101,9 @@ def test_privatekube_figure_4_dpf_n() -> None:
 
 def test_dpf_breaks_dominant_ties_with_the_next_share_then_arrival_then_id() -> None:
     demand = np.array([[1.5, 1.0], [0.5, 1.5], [1.5, 0.5], [0.5, 1.5]])
-    problem = Problem.from_dense(demand, np.full(2, 3.0), arrival=[0, 0, 1, 0], ids=["d", "c", "b", "a"])
+    problem = Problem.from_dense(
+        demand, np.full(2, 3.0), arrival=[0, 0, 1, 0], ids=["d", "c", "b", "a"]
+    )
     assert [problem.ids[i] for i in dpf_order(problem)] == ["a", "c", "b", "d"]
 
 
@@ -104,7 +114,9 @@ def test_weighted_dpf_divides_shares_by_weight() -> None:
 
 
 def test_fcfs_ties_by_id() -> None:
-    problem = Problem.from_dense(np.full((3, 1), 0.4), np.ones(1), arrival=[0, 0, 0], ids=["z", "b", "a"])
+    problem = Problem.from_dense(
+        np.full((3, 1), 0.4), np.ones(1), arrival=[0, 0, 0], ids=["z", "b", "a"]
+    )
     assert [problem.ids[i] for i in get_policy("fcfs").run(problem).allocated] == ["a", "b"]
 
 
@@ -129,7 +141,9 @@ def problems(draw: st.DrawFn) -> Problem:
         for j in blocks:
             demand[i, j] = [draw(values) for _ in range(dims)]
     available = np.array([[draw(st.floats(0.0, 2.0)) for _ in range(dims)] for _ in range(m)])
-    capacity = available + np.array([[draw(st.floats(0.0, 1.0)) for _ in range(dims)] for _ in range(m)])
+    capacity = available + np.array(
+        [[draw(st.floats(0.0, 1.0)) for _ in range(dims)] for _ in range(m)]
+    )
     weights = [draw(st.sampled_from([1.0, 1.0, 2.0, 5.0, 0.5])) for _ in range(n)]
     return Problem.from_dense(demand, available, capacity=capacity, weights=weights)
 
@@ -151,7 +165,9 @@ def test_every_policy_is_feasible_and_optimal_is_optimal(problem: Problem) -> No
     st.lists(st.tuples(st.floats(0.01, 1.0), st.integers(1, 9)), min_size=1, max_size=9),
     st.floats(0.1, 3.0),
 )
-def test_knapsack_exact_regimes_match_brute_force(items: list[tuple[float, int]], capacity: float) -> None:
+def test_knapsack_exact_regimes_match_brute_force(
+    items: list[tuple[float, int]], capacity: float
+) -> None:
     demand = np.array([[d] for d, _ in items])
     for weights in (np.array([float(w) for _, w in items]), np.ones(len(items))):
         best = max(
@@ -196,7 +212,9 @@ def test_optimal_returns_its_incumbent_on_time_limit() -> None:
 
 def test_dpack_beats_dpf_and_nears_optimal_on_the_mixed_workload() -> None:
     instance = parse_instance(mixed(150, 10, seed=3).to_instance_dict())
-    n = {p: run_policy(instance, p, {"time_limit": 60.0} if p == "optimal" else {})[1]["n_allocated"]
-         for p in POLICIES}
+    n = {
+        p: run_policy(instance, p, {"time_limit": 60.0} if p == "optimal" else {})[1]["n_allocated"]
+        for p in POLICIES
+    }
     assert n["dpack"] > n["dpf"] > n["fcfs"]
     assert n["dpack"] >= 0.9 * n["optimal"]

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 
 import numpy as np
 from dp_accounting import rdp
+from numpy.typing import ArrayLike
 
 
-def rdp_to_epsilon(alphas: Sequence[float], curve: Sequence[float], delta: float) -> float:
+def rdp_to_epsilon(alphas: Sequence[float], curve: ArrayLike, delta: float) -> float:
     """Tightest available conversion (`dp_accounting.rdp.compute_epsilon`).
 
     Zero spend is reported as exactly 0: no mechanism ran, so nothing leaked, even
@@ -25,7 +26,7 @@ def rdp_to_epsilon(alphas: Sequence[float], curve: Sequence[float], delta: float
     return float(epsilon)
 
 
-def rdp_to_epsilon_classic(alphas: Sequence[float], curve: Sequence[float], delta: float) -> float:
+def rdp_to_epsilon_classic(alphas: Sequence[float], curve: ArrayLike, delta: float) -> float:
     """Mironov's classic bound min_alpha eps(alpha) + ln(1/delta)/(alpha-1), the papers' Eq. 2."""
     values = np.asarray(curve, dtype=float)
     if not np.any(values):

@@ -55,9 +55,11 @@ def _rdp_curve_cached(spec: MechanismSpec, alphas: tuple[float, ...]) -> np.ndar
 
 def _single_rdp(spec: MechanismSpec, alphas: tuple[float, ...]) -> np.ndarray:
     if isinstance(spec, Composition):
-        return np.sum([_rdp_curve_cached(part, alphas) for part in spec.parts], axis=0)
+        return np.asarray(np.sum([_rdp_curve_cached(p, alphas) for p in spec.parts], axis=0))
     if isinstance(spec, SubsampledLaplace):
-        return spec.steps * _pld_subsampled_laplace_rdp(spec.noise_scale, spec.sampling_rate, alphas)
+        return spec.steps * _pld_subsampled_laplace_rdp(
+            spec.noise_scale, spec.sampling_rate, alphas
+        )
     accountant = rdp.RdpAccountant(orders=list(alphas))
     accountant.compose(_event(spec))
     return np.asarray(accountant.rdp, dtype=float)
@@ -82,7 +84,7 @@ def _pld_subsampled_laplace_rdp(
             log_probs = np.log(dense._probs)
         exponents = log_probs[None, :] + (orders[:, None] - 1.0) * losses[None, :]
         worst = np.maximum(worst, logsumexp(exponents, axis=1) / (orders - 1.0))
-    return np.maximum(worst, 0.0)
+    return np.asarray(np.maximum(worst, 0.0))
 
 
 def _event(spec: MechanismSpec) -> dp_accounting.DpEvent:
@@ -113,7 +115,9 @@ def dp_epsilon(spec: MechanismSpec, delta: float) -> float:
     PLD is the tightest accountant `dp-accounting` has for an (epsilon, delta) target.
     """
     if not 0.0 < delta < 1.0:
-        raise InputError("delta", f"must be in (0, 1) to convert a mechanism to epsilon, got {delta}")
+        raise InputError(
+            "delta", f"must be in (0, 1) to convert a mechanism to epsilon, got {delta}"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         accountant = pld.PLDAccountant(value_discretization_interval=PLD_DISCRETIZATION)

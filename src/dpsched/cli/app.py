@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import math
-import sys
+from collections.abc import Callable
+from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import numpy as np
 import typer
@@ -30,9 +31,29 @@ app = typer.Typer(
     help="Schedule differential-privacy budget: FCFS, DPF, area, DPack and the exact optimum.",
 )
 console = Console()
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def _policy_options(policy: str, option: list[str] | None, time_limit: float | None) -> dict[str, Any]:
+def friendly_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Report a DpschedError as one line on stderr with exit status 2 (no traceback)."""
+
+    @wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except DpschedError as exc:
+            Console(stderr=True, soft_wrap=True).print(
+                f"error: {exc}", highlight=False, markup=False
+            )
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _policy_options(
+    policy: str, option: list[str] | None, time_limit: float | None
+) -> dict[str, Any]:
     values = parse_key_values(option, "--option")
     if time_limit is not None:
         if policy != "optimal":
@@ -42,14 +63,18 @@ def _policy_options(policy: str, option: list[str] | None, time_limit: float | N
 
 
 @app.command()
+@friendly_errors
 def schedule(
     instance: Annotated[Path, typer.Argument(help="instance file (.yaml or .json)")],
     policy: Annotated[str, typer.Option(help=f"one of {', '.join(POLICIES)}")] = "dpack",
     option: Annotated[
-        list[str] | None, typer.Option("--option", "-o", help="policy option key=value (repeatable)")
+        list[str] | None,
+        typer.Option("--option", "-o", help="policy option key=value (repeatable)"),
     ] = None,
     time_limit: Annotated[float | None, typer.Option(help="optimal: solver time limit (s)")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the result as JSON")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="write the result as JSON")
+    ] = None,
 ) -> None:
     """Run one policy on an instance and print what it allocated."""
     loaded = load_instance(instance)
@@ -63,6 +88,7 @@ def schedule(
 
 
 @app.command()
+@friendly_errors
 def compare(
     instance: Annotated[Path, typer.Argument(help="instance file (.yaml or .json)")],
     policies: Annotated[str, typer.Option(help="comma-separated policies")] = ",".join(POLICIES),
@@ -81,6 +107,7 @@ def compare(
 
 
 @app.command()
+@friendly_errors
 def curve(
     mechanism: Annotated[str, typer.Argument(help=f"one of {', '.join(MECHANISM_NAMES)}")],
     param: Annotated[
@@ -112,19 +139,4 @@ def curve(
 
 
 def main() -> None:
-    try:
-        app(standalone_mode=False)
-    except DpschedError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        sys.exit(130)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    app()

@@ -10,7 +10,7 @@ from dpsched.errors import InputError
 
 
 def parse_key_values(pairs: list[str] | None, field: str) -> dict[str, Any]:
-    """`key=value` pairs; values are read as YAML scalars or flow collections (1, 0.5, true, [..])."""
+    """`key=value` pairs; values read as YAML scalars or flow collections (1, 0.5, true, [..])."""
     values: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")

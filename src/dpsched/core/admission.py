@@ -16,7 +16,8 @@ capacity of 1.0 despite float rounding; invariants are checked with the same sla
 
 def rows_fit(demand: np.ndarray, available: np.ndarray, usable: np.ndarray) -> np.ndarray:
     """Per row (one block of one claim): does some usable order have room? Shape (k,)."""
-    return ((demand <= available + TOLERANCE) & usable).any(axis=-1)
+    fit: np.ndarray = ((demand <= available + TOLERANCE) & usable).any(axis=-1)
+    return fit
 
 
 def fits(demand: np.ndarray, available: np.ndarray, usable: np.ndarray) -> bool:

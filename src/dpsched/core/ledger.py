@@ -171,7 +171,9 @@ class Ledger:
             selected = by_arrival[-spec.max_blocks :]
         return selected
 
-    def _resolve_demand(self, spec: ClaimSpec, block_ids: list[str], index: np.ndarray) -> np.ndarray:
+    def _resolve_demand(
+        self, spec: ClaimSpec, block_ids: list[str], index: np.ndarray
+    ) -> np.ndarray:
         field = f"claims.{spec.id}"
         if spec.demand is not None:
             row = self.accounting.demand_vector(spec.demand, f"{field}.demand")
@@ -201,7 +203,9 @@ class Ledger:
     def _never_fits(self, spec: ClaimSpec, claim: Claim) -> str | None:
         if len(claim.block_ids) < spec.min_blocks:
             return f"selected {len(claim.block_ids)} blocks, needs at least {spec.min_blocks}"
-        ok = rows_fit(claim.demand, self.capacity[claim.block_index], self.usable[claim.block_index])
+        ok = rows_fit(
+            claim.demand, self.capacity[claim.block_index], self.usable[claim.block_index]
+        )
         if not ok.all():
             too_big = [b for b, fit in zip(claim.block_ids, ok, strict=True) if not fit]
             return f"demand exceeds the whole capacity of blocks {too_big} at every order"
@@ -261,9 +265,7 @@ class Ledger:
             raise InputError("fraction", f"must be in (0, 1], got {fraction}")
         amount = claim.demand * fraction
         if (amount > claim.allocated + TOLERANCE).any():
-            raise LedgerError(
-                f"claim {claim_id}", "consuming more than the remaining allocation"
-            )
+            raise LedgerError(f"claim {claim_id}", "consuming more than the remaining allocation")
         amount = np.minimum(amount, claim.allocated)
         rows = claim.block_index
         self.allocated[rows] -= amount
@@ -336,7 +338,8 @@ class Ledger:
 
     def remaining(self) -> np.ndarray:
         """What could still be granted once everything is unlocked: capacity - spent."""
-        return self.capacity - self.spent()
+        remaining: np.ndarray = self.capacity - self.spent()
+        return remaining
 
     def spent_epsilon(self, block_id: str) -> float:
         index = self.block_index(block_id)
@@ -349,7 +352,9 @@ class Ledger:
         total = self.locked + self.unlocked + self.allocated + self.consumed
         scale = np.maximum(1.0, np.abs(self.capacity))
         for j in np.nonzero((np.abs(total - self.capacity) > 1e-7 * scale).any(axis=1))[0]:
-            problems.append(f"block {self._blocks[j].id}: locked+unlocked+allocated+consumed != capacity")
+            problems.append(
+                f"block {self._blocks[j].id}: locked+unlocked+allocated+consumed != capacity"
+            )
         for j in np.nonzero((self.locked < -TOLERANCE).any(axis=1))[0]:
             problems.append(f"block {self._blocks[j].id}: negative locked budget")
         within = (self.spent() <= self.capacity + TOLERANCE) & self.usable
@@ -398,4 +403,3 @@ class Ledger:
         ledger._pending = dict.fromkeys(data["pending"])
         ledger._requests = {rid: _Request(op, cid) for rid, (op, cid) in data["requests"].items()}
         return ledger
-

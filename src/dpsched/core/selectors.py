@@ -125,11 +125,13 @@ def _selector_kind(value: Any) -> str | None:
             if key in value:
                 return key
         return None
-    return {
-        ExplicitSelector: "ids",
-        RecentSelector: "most_recent",
-        DatasetSelector: "dataset",
-    }.get(type(value))
+    if isinstance(value, ExplicitSelector):
+        return "ids"
+    if isinstance(value, RecentSelector):
+        return "most_recent"
+    if isinstance(value, DatasetSelector):
+        return "dataset"
+    return None
 
 
 def _explicit_from_list(value: Any) -> Any:

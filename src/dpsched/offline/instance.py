@@ -79,5 +79,7 @@ def load_instance(path: str | Path) -> Instance:
     try:
         data = json.loads(text) if source.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise InputError(str(source), f"not valid {source.suffix.lstrip('.') or 'YAML'}: {exc}") from None
+        raise InputError(
+            str(source), f"not valid {source.suffix.lstrip('.') or 'YAML'}: {exc}"
+        ) from None
     return parse_instance(data)

@@ -26,7 +26,9 @@ def run_policy(
     return ledger, schedule_report(ledger, policy_name, outcome.granted, outcome.result)
 
 
-def schedule_report(ledger: Ledger, policy_name: str, granted: list[str], result: Any) -> dict[str, Any]:
+def schedule_report(
+    ledger: Ledger, policy_name: str, granted: list[str], result: Any
+) -> dict[str, Any]:
     weights = {c.id: c.weight for c in ledger.claims}
     remaining = ledger.remaining()
     rejected = [c.id for c in ledger.claims if c.state is ClaimState.REJECTED]

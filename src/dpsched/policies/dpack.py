@@ -27,7 +27,9 @@ class DpackOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     eta: float = Field(0.05, gt=0.0, le=1.0, description="FPTAS approximation parameter")
-    recompute_every: int = Field(0, ge=0, description="re-solve best orders after K grants (0: once)")
+    recompute_every: int = Field(
+        0, ge=0, description="re-solve best orders after K grants (0: once)"
+    )
 
 
 def best_orders(

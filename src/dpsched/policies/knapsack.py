@@ -38,7 +38,7 @@ def knapsack_values(
         ranked = np.sort(np.where(fits_alone, demand, np.inf), axis=0)
         count = (np.cumsum(ranked, axis=0) <= capacity[None, :] + TOLERANCE).sum(axis=0)
         return count * float(weights[0]), 0.0
-    everything = (np.where(fits_alone, demand, 0.0).sum(axis=0) <= capacity + TOLERANCE)
+    everything = np.where(fits_alone, demand, 0.0).sum(axis=0) <= capacity + TOLERANCE
     for a in np.flatnonzero(everything):
         values[a] = weights[fits_alone[:, a]].sum()
     todo = np.flatnonzero(~everything)
@@ -47,9 +47,12 @@ def knapsack_values(
     scale, effective_eta = _weight_scale(weights, eta)
     scaled = np.floor(weights / scale + 1e-9).astype(np.int64)
     keep = scaled > 0
-    values[todo] = _min_demand_program(
-        demand[keep][:, todo], scaled[keep], capacity[todo], fits_alone[keep][:, todo]
-    ) * scale
+    values[todo] = (
+        _min_demand_program(
+            demand[keep][:, todo], scaled[keep], capacity[todo], fits_alone[keep][:, todo]
+        )
+        * scale
+    )
     return values, effective_eta
 
 
@@ -82,4 +85,4 @@ def _min_demand_program(
         reach += w
     feasible = least <= capacity[None, :] + TOLERANCE
     best = np.where(feasible, np.arange(total + 1)[:, None], 0)
-    return best.max(axis=0).astype(float)
+    return np.asarray(best.max(axis=0), dtype=float)

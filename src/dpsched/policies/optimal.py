@@ -40,7 +40,7 @@ def optimal(problem: Problem, options: OptimalOptions) -> PolicyResult:
     demand = problem.entry_demand
     fits_alone = (demand <= available[problem.entry_block] + TOLERANCE) & entry_open
     entry_ok = fits_alone.any(axis=1)
-    task_ok = np.logical_and.reduceat(entry_ok, problem.indptr[:-1])
+    task_ok = np.asarray(np.logical_and.reduceat(entry_ok, problem.indptr[:-1]), dtype=bool)
     live = task_ok[problem.entry_task]
 
     # Demand at each (block, open order) from live claims; inf/too-big entries forbid that order.
@@ -48,7 +48,7 @@ def optimal(problem: Problem, options: OptimalOptions) -> PolicyResult:
     np.add.at(totals, problem.entry_block[live], np.where(fits_alone, demand, 0.0)[live])
     totals_all = np.zeros_like(available)
     np.add.at(totals_all, problem.entry_block[live], demand[live])
-    free_block = (open_orders & (totals_all <= available + TOLERANCE)).any(axis=1)
+    free_block = np.asarray((open_orders & (totals_all <= available + TOLERANCE)).any(axis=1))
     pairs = np.argwhere(open_orders & ~free_block[:, None])
     if pairs.size == 0:
         chosen = np.flatnonzero(task_ok)

@@ -36,8 +36,14 @@ class Problem:
 
     def __post_init__(self) -> None:
         n = len(self.ids)
-        if self.weights.shape != (n,) or self.arrival.shape != (n,) or self.indptr.shape != (n + 1,):
-            raise InputError("problem", "weights, arrival and indptr must match the number of claims")
+        if (
+            self.weights.shape != (n,)
+            or self.arrival.shape != (n,)
+            or self.indptr.shape != (n + 1,)
+        ):
+            raise InputError(
+                "problem", "weights, arrival and indptr must match the number of claims"
+            )
         if self.available.shape != self.capacity.shape:
             raise InputError("problem", "available and capacity must have the same shape")
         if self.entry_demand.shape != (self.entry_block.size, self.dims):
@@ -71,7 +77,9 @@ class Problem:
         return cls(
             ids=tuple(ids) if ids is not None else tuple(f"t{i}" for i in range(n)),
             weights=np.ones(n) if weights is None else np.asarray(weights, dtype=float),
-            arrival=np.arange(n, dtype=float) if arrival is None else np.asarray(arrival, dtype=float),
+            arrival=np.arange(n, dtype=float)
+            if arrival is None
+            else np.asarray(arrival, dtype=float),
             indptr=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
             entry_block=block.astype(np.int64),
             entry_demand=demand[task, block],

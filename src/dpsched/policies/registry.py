@@ -33,7 +33,9 @@ class Policy:
         except ValidationError as exc:
             raise from_validation_error(f"{self.name} option", exc) from None
 
-    def run(self, problem: Problem, options: BaseModel | Mapping[str, Any] | None = None) -> PolicyResult:
+    def run(
+        self, problem: Problem, options: BaseModel | Mapping[str, Any] | None = None
+    ) -> PolicyResult:
         """Solve and time the policy's own computation."""
         parsed = options if isinstance(options, BaseModel) else self.options(options)
         start = time.perf_counter()
@@ -58,4 +60,6 @@ def get_policy(name: str) -> Policy:
     try:
         return POLICIES[name]
     except KeyError:
-        raise InputError("policy", f"unknown policy {name!r}; choose from {', '.join(POLICIES)}") from None
+        raise InputError(
+            "policy", f"unknown policy {name!r}; choose from {', '.join(POLICIES)}"
+        ) from None

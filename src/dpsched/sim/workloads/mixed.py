@@ -23,7 +23,9 @@ DELTA = 1e-7
 
 def _blocks(n_blocks: int, epsilon: float, delta: float) -> tuple[BlockSpec, ...]:
     return tuple(
-        BlockSpec(id=f"b{j}", epsilon=epsilon, delta=delta, arrival=float(j), dimensions={"time": j})
+        BlockSpec(
+            id=f"b{j}", epsilon=epsilon, delta=delta, arrival=float(j), dimensions={"time": j}
+        )
         for j in range(n_blocks)
     )
 
