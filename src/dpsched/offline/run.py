@@ -47,6 +47,7 @@ def schedule_report(
             }
             for j, block in enumerate(ledger.blocks)
         },
+        "details": dict(result.details),
         "n_tasks": len(weights),
         "rejected": rejected,
     }
