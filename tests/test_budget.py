@@ -154,3 +154,22 @@ def test_demand_kinds_are_checked_against_the_mode() -> None:
         Accounting("basic").demand_vector(adapter.validate_python({"rdp": [1.0]}))
     with pytest.raises(InputError, match="12 values"):
         Accounting("rdp").demand_vector(adapter.validate_python({"rdp": [1.0, 2.0]}))
+
+
+def test_composition_demands_work_in_both_modes() -> None:
+    spec = TypeAdapter(DemandSpec).validate_python(
+        {
+            "mechanism": "composition",
+            "parts": [
+                {"mechanism": "laplace", "epsilon": 0.5},
+                {"mechanism": "gaussian", "sigma": 5.0},
+            ],
+        }
+    )
+    basic = Accounting("basic").demand_vector(spec)[0]
+    gaussian_alone = dp_epsilon(Gaussian(mechanism="gaussian", sigma=5.0), 1e-7)
+    assert gaussian_alone < basic < 0.5 + gaussian_alone + 1e-6
+    parts = rdp_curve(Laplace(mechanism="laplace", epsilon=0.5), ALPHAS) + rdp_curve(
+        Gaussian(mechanism="gaussian", sigma=5.0), ALPHAS
+    )
+    np.testing.assert_allclose(Accounting("rdp").demand_vector(spec), parts)

@@ -41,6 +41,17 @@ def brute_force_best(problem: Problem) -> float:
     return best
 
 
+def best_knapsack_weight(demand: np.ndarray, weights: np.ndarray, capacity: float) -> float:
+    """Brute force over all subsets of one block's items."""
+    n = len(weights)
+    return max(
+        float(weights[list(s)].sum())
+        for k in range(n + 1)
+        for s in itertools.combinations(range(n), k)
+        if demand[list(s), 0].sum() <= capacity + 1e-9
+    )
+
+
 def fig1() -> Problem:
     demand = np.zeros((4, 3))
     demand[0, :] = 0.5
@@ -170,12 +181,7 @@ def test_knapsack_exact_regimes_match_brute_force(
 ) -> None:
     demand = np.array([[d] for d, _ in items])
     for weights in (np.array([float(w) for _, w in items]), np.ones(len(items))):
-        best = max(
-            weights[list(s)].sum()
-            for k in range(len(items) + 1)
-            for s in itertools.combinations(range(len(items)), k)
-            if demand[list(s), 0].sum() <= capacity + 1e-9
-        )
+        best = best_knapsack_weight(demand, weights, capacity)
         values, eta = knapsack_values(demand, weights, np.array([capacity]), 0.05)
         assert eta == 0.0
         assert values[0] == pytest.approx(best)
@@ -188,12 +194,7 @@ def test_knapsack_exact_regimes_match_brute_force(
 def test_knapsack_fptas_is_within_eta(items: list[tuple[float, float]], capacity: float) -> None:
     demand = np.array([[d] for d, _ in items])
     weights = np.array([w for _, w in items]) + 0.001  # non-integral: forces the FPTAS
-    best = max(
-        weights[list(s)].sum()
-        for k in range(len(items) + 1)
-        for s in itertools.combinations(range(len(items)), k)
-        if demand[list(s), 0].sum() <= capacity + 1e-9
-    )
+    best = best_knapsack_weight(demand, weights, capacity)
     eta = 0.1
     values, used = knapsack_values(demand, weights, np.array([capacity]), eta)
     assert used <= eta + 1e-12

@@ -29,7 +29,7 @@ def efficiency_order(problem: Problem, efficiency: np.ndarray) -> np.ndarray:
 def weight_over(problem: Problem, normalised_demand: np.ndarray) -> np.ndarray:
     """Per claim: weight / sum of its entries' normalised demand (inf when that sum is 0)."""
     total = np.bincount(problem.entry_task, weights=normalised_demand, minlength=problem.n)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):
         return np.where(total > 0, problem.weights / total, np.inf)
 
 
@@ -37,7 +37,7 @@ def area_order(problem: Problem) -> np.ndarray:
     left = problem.available[problem.entry_block]
     counted = problem.usable[problem.entry_block] & (left > TOLERANCE)
     counted &= np.isfinite(problem.entry_demand)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         terms = np.where(counted, problem.entry_demand / np.where(counted, left, 1.0), 0.0)
     return efficiency_order(problem, weight_over(problem, terms.sum(axis=1)))
 

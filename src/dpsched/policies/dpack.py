@@ -65,8 +65,9 @@ def dpack_efficiency(problem: Problem, best: np.ndarray, available: np.ndarray) 
     safe_order = np.where(has_order, order, 0)
     demand = problem.entry_demand[np.arange(order.size), safe_order]
     left = available[problem.entry_block, safe_order]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(has_order, demand / left, np.inf)
+    terms = np.full(order.size, np.inf)
+    with np.errstate(over="ignore"):
+        np.divide(demand, left, out=terms, where=has_order)
     return weight_over(problem, terms)
 
 

@@ -27,7 +27,8 @@ def block_shares(problem: Problem) -> np.ndarray:
     """Per entry (claim, block): max over usable orders of demand / total capacity."""
     capacity = problem.capacity[problem.entry_block]
     usable = problem.usable[problem.entry_block]
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # Overflow to inf is the right key: a share too large to represent sorts last.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         ratio = np.where(usable, problem.entry_demand / np.where(usable, capacity, 1.0), -np.inf)
     share = ratio.max(axis=1)
     return np.where(np.isneginf(share), np.inf, share)
@@ -36,7 +37,8 @@ def block_shares(problem: Problem) -> np.ndarray:
 def dpf_order(problem: Problem, weighted: bool = True) -> np.ndarray:
     share = block_shares(problem)
     if weighted:
-        share = share / problem.weights[problem.entry_task]
+        with np.errstate(over="ignore"):
+            share = share / problem.weights[problem.entry_task]
     task = problem.entry_task
     by_task_then_share = np.lexsort((-share, task))
     position = np.arange(share.size) - problem.indptr[task[by_task_then_share]]
