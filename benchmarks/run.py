@@ -86,7 +86,7 @@ def main() -> int:
             AllUnlocked().on_block_added(ledger, ledger.add_block(block), 0.0)
         for task in workload.tasks:
             ledger.submit(task, time=0.0)
-        problem = problem_from_ledger(ledger, ledger.pending())
+        problem = problem_from_ledger(ledger)
         options = dict(case.options)
         result = get_policy(case.policy).run(problem, options)
         label = case.policy + "".join(f" {k}={v}" for k, v in case.options if k != "time_limit")

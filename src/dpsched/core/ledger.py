@@ -21,6 +21,7 @@ from dpsched.budget import Accounting
 from dpsched.core.admission import TOLERANCE, fits, rows_fit
 from dpsched.core.blocks import BlockSpec
 from dpsched.core.claims import Claim, ClaimSpec, ClaimState
+from dpsched.core.pending import PendingArrays, PendingIndex
 from dpsched.errors import InputError, LedgerError, from_validation_error
 
 _BUDGET_PARTS = ("capacity", "locked", "unlocked", "allocated", "consumed")
@@ -49,6 +50,7 @@ class Ledger:
         self.block_arrival = np.zeros(0)
         self._claims: dict[str, Claim] = {}
         self._pending: dict[str, None] = {}
+        self._pending_index = PendingIndex(dims)
         self._requests: dict[str, _Request] = {}
 
     # ----------------------------------------------------------------- blocks
@@ -121,6 +123,10 @@ class Ledger:
         """Pending claims in submission order."""
         return [self._claims[c] for c in self._pending]
 
+    def pending_arrays(self) -> PendingArrays:
+        """Pending claims in submission order, as CSR arrays (cheap to call every step)."""
+        return self._pending_index.arrays()
+
     def submit(self, spec: ClaimSpec | dict[str, Any], time: float) -> Claim:
         """Resolve a claim's selector and demand now; it becomes pending or rejected.
 
@@ -155,6 +161,7 @@ class Ledger:
         self._claims[claim.id] = claim
         if claim.state is ClaimState.PENDING:
             self._pending[claim.id] = None
+            self._pending_index.add(claim)
         return claim
 
     def _select(self, spec: ClaimSpec) -> list[str]:
@@ -250,6 +257,7 @@ class Ledger:
         claim.state = ClaimState.ALLOCATED
         claim.allocated_at = time
         del self._pending[claim_id]
+        self._pending_index.remove(claim_id)
         self._requests[request_id] = _Request("allocate", claim_id)
         return claim
 
@@ -310,16 +318,14 @@ class Ledger:
         claim.state = ClaimState.EXPIRED
         claim.finished_at = time
         del self._pending[claim_id]
+        self._pending_index.remove(claim_id)
         self._requests[request_id] = _Request("expire", claim_id)
         return claim
 
     def expire_due(self, time: float) -> list[str]:
         """Expire every pending claim whose timeout has passed at `time`."""
-        due = [
-            c.id
-            for c in self.pending()
-            if c.deadline is not None and c.deadline <= time + TOLERANCE
-        ]
+        pending = self.pending_arrays()
+        due = [pending.claims[i].id for i in np.flatnonzero(pending.deadline <= time + TOLERANCE)]
         for claim_id in due:
             self.expire(claim_id, request_id=f"expire:{claim_id}", time=time)
         return due
@@ -401,5 +407,7 @@ class Ledger:
         ledger.block_arrival = np.asarray([b.arrival for b in ledger._blocks], dtype=float)
         ledger._claims = {c["id"]: Claim.from_dict(c, dims) for c in data["claims"]}
         ledger._pending = dict.fromkeys(data["pending"])
+        for claim_id in ledger._pending:
+            ledger._pending_index.add(ledger._claims[claim_id])
         ledger._requests = {rid: _Request(op, cid) for rid, (op, cid) in data["requests"].items()}
         return ledger

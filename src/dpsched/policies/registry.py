@@ -25,6 +25,10 @@ class Policy:
     summary: str
     options_model: type[BaseModel]
     solve: Callable[[Problem, Any], PolicyResult]
+    prefilter_safe: bool
+    """True when dropping the claims that cannot fit now never changes the decision (their
+    rank or the optimum does not depend on them), so a step may solve the smaller problem.
+    DPack's knapsack-derived efficiencies depend on every pending claim, so it may not."""
 
     def options(self, values: Mapping[str, Any] | None = None) -> BaseModel:
         """Validated options; an unknown key or a bad value names the option."""
@@ -47,11 +51,11 @@ class Policy:
 POLICIES: dict[str, Policy] = {
     p.name: p
     for p in (
-        Policy("fcfs", "arrival order, first fit", FcfsOptions, fcfs),
-        Policy("dpf", "Dominant Private-block Fairness (PrivateKube)", DpfOptions, dpf),
-        Policy("area", "weight / normalised demand area (DPack Eq. 4)", AreaOptions, area),
-        Policy("dpack", "best-order efficiency, greedy (DPack Alg. 1)", DpackOptions, dpack),
-        Policy("optimal", "exact privacy-knapsack MILP (HiGHS)", OptimalOptions, optimal),
+        Policy("fcfs", "arrival order, first fit", FcfsOptions, fcfs, True),
+        Policy("dpf", "Dominant Private-block Fairness (PrivateKube)", DpfOptions, dpf, True),
+        Policy("area", "weight / normalised demand area (DPack Eq. 4)", AreaOptions, area, True),
+        Policy("dpack", "best-order efficiency, greedy (DPack Alg. 1)", DpackOptions, dpack, False),
+        Policy("optimal", "exact privacy-knapsack MILP (HiGHS)", OptimalOptions, optimal, True),
     )
 }
 

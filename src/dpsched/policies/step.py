@@ -6,45 +6,57 @@ This is the only place a policy's decision touches budget, and every front end
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
 
-from dpsched.core import Claim, Ledger
+from dpsched.core import Ledger, PendingArrays
+from dpsched.core.admission import TOLERANCE
 from dpsched.policies.problem import Problem
 from dpsched.policies.registry import Policy
 from dpsched.policies.result import PolicyResult
 
 
-def problem_from_ledger(ledger: Ledger, claims: Sequence[Claim]) -> Problem:
+def problem_from_pending(ledger: Ledger, pending: PendingArrays) -> Problem:
     """The claims' demands against the ledger's unlocked budget, in CSR form."""
-    dims = ledger.accounting.dims
-    counts = np.array([c.block_index.size for c in claims], dtype=np.int64)
-    if claims:
-        entry_block = np.concatenate([c.block_index for c in claims])
-        entry_demand = np.vstack([c.demand for c in claims])
-    else:
-        entry_block = np.zeros(0, dtype=np.int64)
-        entry_demand = np.zeros((0, dims))
     return Problem(
-        ids=tuple(c.id for c in claims),
-        weights=np.array([c.weight for c in claims], dtype=float),
-        arrival=np.array([c.arrival for c in claims], dtype=float),
-        indptr=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-        entry_block=entry_block,
-        entry_demand=entry_demand,
+        ids=tuple(c.id for c in pending.claims),
+        weights=pending.weights,
+        arrival=pending.arrival,
+        indptr=pending.indptr,
+        entry_block=pending.entry_block,
+        entry_demand=pending.entry_demand,
         available=ledger.unlocked.copy(),
         capacity=ledger.capacity.copy(),
     )
+
+
+def problem_from_ledger(ledger: Ledger) -> Problem:
+    """Every pending claim against the ledger's unlocked budget."""
+    return problem_from_pending(ledger, ledger.pending_arrays())
+
+
+def fitting_now(ledger: Ledger, pending: PendingArrays) -> np.ndarray:
+    """Mask of pending claims that fit the unlocked budget on their own (vectorised)."""
+    if pending.n == 0:
+        return np.zeros(0, dtype=bool)
+    blocks = pending.entry_block
+    rows_ok = (
+        (pending.entry_demand <= ledger.unlocked[blocks] + TOLERANCE) & ledger.usable[blocks]
+    ).any(axis=1)
+    fit: np.ndarray = np.logical_and.reduceat(rows_ok, pending.indptr[:-1])
+    return fit
 
 
 @dataclass
 class StepOutcome:
     granted: list[str]
     result: PolicyResult
+    considered: int
+    """Claims the policy actually saw (after dropping unfit ones where that is safe)."""
 
 
 def schedule_step(
@@ -53,14 +65,23 @@ def schedule_step(
     time: float,
     options: BaseModel | Mapping[str, Any] | None = None,
 ) -> StepOutcome:
-    """Grant, in the policy's order, the pending claims it picks from unlocked budget."""
-    pending = ledger.pending()
-    if not pending:
-        return StepOutcome([], PolicyResult([], status="heuristic"))
-    result = policy.run(problem_from_ledger(ledger, pending), options)
+    """Grant, in the policy's order, the pending claims it picks from unlocked budget.
+
+    A policy only ever grants claims that fit, and budget only shrinks within a step,
+    so when no pending claim fits on its own the policy is not run at all; and where
+    the policy allows it, claims that cannot fit are dropped before it runs.
+    """
+    pending = ledger.pending_arrays()
+    fit = fitting_now(ledger, pending)
+    if not fit.any():
+        # Nothing can be granted, and granting nothing is then provably optimal.
+        return StepOutcome([], PolicyResult([], status="optimal"), 0)
+    if policy.prefilter_safe and not fit.all():
+        pending = pending.subset(fit)
+    result = policy.run(problem_from_pending(ledger, pending), options)
     granted = []
     for index in result.allocated:
-        claim_id = pending[index].id
+        claim_id = pending.claims[index].id
         ledger.allocate(claim_id, request_id=f"allocate:{claim_id}", time=time)
         granted.append(claim_id)
-    return StepOutcome(granted, result)
+    return StepOutcome(granted, result, pending.n)
