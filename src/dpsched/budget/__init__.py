@@ -7,6 +7,7 @@ from dpsched.budget.demand import DemandSpec, EpsilonDemand, RdpDemand
 from dpsched.budget.mechanisms import (
     MECHANISM_NAMES,
     Composition,
+    DpFtrl,
     Gaussian,
     Laplace,
     MechanismSpec,
@@ -22,6 +23,7 @@ __all__ = [
     "Accounting",
     "Composition",
     "DemandSpec",
+    "DpFtrl",
     "EpsilonDemand",
     "Gaussian",
     "Laplace",

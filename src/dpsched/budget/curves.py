@@ -11,7 +11,10 @@ plain Laplace it matches the accountant's exact formula to ~1e-9 (tested).
 
 from __future__ import annotations
 
+import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
 import dp_accounting
@@ -19,8 +22,10 @@ import numpy as np
 from dp_accounting import pld, rdp
 from scipy.special import logsumexp
 
+from dpsched.budget.conversion import rdp_to_epsilon
 from dpsched.budget.mechanisms import (
     Composition,
+    DpFtrl,
     Gaussian,
     Laplace,
     MechanismSpec,
@@ -30,6 +35,10 @@ from dpsched.budget.mechanisms import (
 from dpsched.errors import InputError
 
 PLD_DISCRETIZATION = 1e-4
+CONVERSION_ORDERS: tuple[float, ...] = tuple(
+    float(a) for a in np.concatenate([np.linspace(1.1, 10.9, 99), np.arange(11, 257)])
+)
+"""Dense orders for an RDP -> (epsilon, delta) conversion where PLD is unavailable."""
 PLD_ROUNDING_MASS = 1e-12
 """Infinity mass below this is float residue of normalisation (seen: 5.6e-17), not a real
 infinite privacy loss; above it the RDP bound is reported as infinite."""
@@ -43,10 +52,24 @@ def rdp_curve(spec: MechanismSpec, alphas: tuple[float, ...]) -> np.ndarray:
     return _rdp_curve_cached(spec, alphas).copy()
 
 
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """dp-accounting warns (Python warnings and absl log lines) when a series converges
+    slowly at an order; the order then gets inf, which is the answer we want."""
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        absl_logger.setLevel(level)
+
+
 @lru_cache(maxsize=4096)
 def _rdp_curve_cached(spec: MechanismSpec, alphas: tuple[float, ...]) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _quiet():
         curve = spec.count * _single_rdp(spec, alphas)
     curve = np.where(np.isnan(curve), np.inf, curve)
     curve.setflags(write=False)
@@ -60,7 +83,12 @@ def _single_rdp(spec: MechanismSpec, alphas: tuple[float, ...]) -> np.ndarray:
         return spec.steps * _pld_subsampled_laplace_rdp(
             spec.noise_scale, spec.sampling_rate, alphas
         )
-    accountant = rdp.RdpAccountant(orders=list(alphas))
+    relation = (
+        dp_accounting.NeighboringRelation.REPLACE_SPECIAL
+        if isinstance(spec, DpFtrl)
+        else dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE
+    )
+    accountant = rdp.RdpAccountant(orders=list(alphas), neighboring_relation=relation)
     accountant.compose(_event(spec))
     return np.asarray(accountant.rdp, dtype=float)
 
@@ -98,6 +126,8 @@ def _event(spec: MechanismSpec) -> dp_accounting.DpEvent:
             spec.sampling_rate, dp_accounting.GaussianDpEvent(spec.sigma)
         )
         return dp_accounting.SelfComposedDpEvent(step, spec.steps)
+    if isinstance(spec, DpFtrl):
+        return dp_accounting.SingleEpochTreeAggregationDpEvent(spec.sigma, spec.steps)
     if isinstance(spec, SubsampledLaplace):
         step = dp_accounting.PoissonSampledDpEvent(
             spec.sampling_rate, dp_accounting.LaplaceDpEvent(spec.noise_scale)
@@ -118,9 +148,12 @@ def dp_epsilon(spec: MechanismSpec, delta: float) -> float:
         raise InputError(
             "delta", f"must be in (0, 1) to convert a mechanism to epsilon, got {delta}"
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _quiet():
         accountant = pld.PLDAccountant(value_discretization_interval=PLD_DISCRETIZATION)
-        accountant.compose(dp_accounting.SelfComposedDpEvent(_event(spec), spec.count))
+        event = dp_accounting.SelfComposedDpEvent(_event(spec), spec.count)
+        if not accountant.supports(event):
+            # DP-FTRL's tree aggregation has no PLD; its RDP curve converts instead.
+            return rdp_to_epsilon(CONVERSION_ORDERS, rdp_curve(spec, CONVERSION_ORDERS), delta)
+        accountant.compose(event)
         epsilon = float(accountant.get_epsilon(delta))
     return epsilon

@@ -67,6 +67,18 @@ class SubsampledLaplace(_LaplaceNoise):
     steps: PositiveInt = 1
 
 
+class DpFtrl(_MechanismBase):
+    """DP-FTRL (Kairouz et al.): one epoch of `steps` tree-aggregated Gaussian releases.
+
+    The alternative to DP-SGD when data cannot be sampled; accounted by
+    dp-accounting's single-epoch tree-aggregation event.
+    """
+
+    mechanism: Literal["dp_ftrl"]
+    sigma: PositiveFloat
+    steps: PositiveInt
+
+
 class Composition(_MechanismBase):
     """Sequential composition of heterogeneous mechanisms, as one task's pipeline."""
 
@@ -78,7 +90,7 @@ class Composition(_MechanismBase):
 
 
 MechanismSpec = Annotated[
-    Laplace | Gaussian | SubsampledGaussian | SubsampledLaplace | Composition,
+    Laplace | Gaussian | SubsampledGaussian | SubsampledLaplace | DpFtrl | Composition,
     Field(discriminator="mechanism"),
 ]
 
@@ -87,6 +99,7 @@ MECHANISM_NAMES: tuple[str, ...] = (
     "gaussian",
     "subsampled_gaussian",
     "subsampled_laplace",
+    "dp_ftrl",
     "composition",
 )
 

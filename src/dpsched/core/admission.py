@@ -23,3 +23,22 @@ def rows_fit(demand: np.ndarray, available: np.ndarray, usable: np.ndarray) -> n
 def fits(demand: np.ndarray, available: np.ndarray, usable: np.ndarray) -> bool:
     """All-or-nothing: every requested block must fit."""
     return bool(rows_fit(demand, available, usable).all())
+
+
+def csr_claims_fit(
+    indptr: np.ndarray,
+    entry_block: np.ndarray,
+    entry_demand: np.ndarray,
+    available: np.ndarray,
+    usable: np.ndarray,
+) -> np.ndarray:
+    """`fits` for many claims at once, in CSR layout (claim i owns entries
+    indptr[i]:indptr[i+1]): one vectorised pass, shape (claims,)."""
+    if indptr.size <= 1:
+        return np.zeros(0, dtype=bool)
+    # Fold the tolerance and the unusable orders into one small (blocks x orders) table
+    # before gathering it per entry: the gather is the costly part.
+    room = np.where(usable, available + TOLERANCE, -np.inf)
+    rows_ok = (entry_demand <= room[entry_block]).any(axis=1)
+    fit: np.ndarray = np.logical_and.reduceat(rows_ok, indptr[:-1])
+    return fit

@@ -51,6 +51,9 @@ class Ledger:
         self._claims: dict[str, Claim] = {}
         self._pending: dict[str, None] = {}
         self._pending_index = PendingIndex(dims)
+        self.revision = 0
+        """Bumped by every change to claims or to granted budget (not by unlocking), so
+        callers can cache answers that only those changes affect."""
         self._requests: dict[str, _Request] = {}
 
     # ----------------------------------------------------------------- blocks
@@ -91,6 +94,7 @@ class Ledger:
         self.consumed = np.vstack([self.consumed, zeros])
         self.unlocked_fraction = np.append(self.unlocked_fraction, 0.0)
         self.block_arrival = np.append(self.block_arrival, spec.arrival)
+        self.revision += 1
         return index
 
     def unlock(self, fractions: np.ndarray, indices: np.ndarray | None = None) -> None:
@@ -162,6 +166,7 @@ class Ledger:
         if claim.state is ClaimState.PENDING:
             self._pending[claim.id] = None
             self._pending_index.add(claim)
+        self.revision += 1
         return claim
 
     def _select(self, spec: ClaimSpec) -> list[str]:
@@ -259,6 +264,7 @@ class Ledger:
         del self._pending[claim_id]
         self._pending_index.remove(claim_id)
         self._requests[request_id] = _Request("allocate", claim_id)
+        self.revision += 1
         return claim
 
     def consume(
@@ -285,6 +291,7 @@ class Ledger:
             claim.state = ClaimState.CONSUMED
             claim.finished_at = time
         self._requests[request_id] = _Request("consume", claim_id)
+        self.revision += 1
         return claim
 
     def _move_leftover_to_consumed(self, claim: Claim) -> None:
@@ -307,6 +314,7 @@ class Ledger:
         claim.state = ClaimState.RELEASED
         claim.finished_at = time
         self._requests[request_id] = _Request("release", claim_id)
+        self.revision += 1
         return claim
 
     def expire(self, claim_id: str, *, request_id: str, time: float) -> Claim:
@@ -320,12 +328,13 @@ class Ledger:
         del self._pending[claim_id]
         self._pending_index.remove(claim_id)
         self._requests[request_id] = _Request("expire", claim_id)
+        self.revision += 1
         return claim
 
     def expire_due(self, time: float) -> list[str]:
         """Expire every pending claim whose timeout has passed at `time`."""
         pending = self.pending_arrays()
-        due = [pending.claims[i].id for i in np.flatnonzero(pending.deadline <= time + TOLERANCE)]
+        due = [str(pending.ids[i]) for i in np.flatnonzero(pending.deadline <= time + TOLERANCE)]
         for claim_id in due:
             self.expire(claim_id, request_id=f"expire:{claim_id}", time=time)
         return due

@@ -17,9 +17,15 @@ from dpsched.core.claims import Claim
 
 @dataclass(frozen=True, eq=False)
 class PendingArrays:
-    """Pending claims in submission order; claim i owns entries indptr[i]:indptr[i+1]."""
+    """Pending claims in submission order; claim i owns entries indptr[i]:indptr[i+1].
 
-    claims: tuple[Claim, ...]
+    `claims` and `ids` are object arrays so that subsets are one numpy take.
+    """
+
+    claims: np.ndarray
+    ids: np.ndarray
+    seq: np.ndarray
+    """Submission sequence numbers: stable keys for removing claims."""
     weights: np.ndarray
     arrival: np.ndarray
     deadline: np.ndarray
@@ -30,15 +36,16 @@ class PendingArrays:
 
     @property
     def n(self) -> int:
-        return len(self.claims)
+        return int(self.claims.size)
 
     def subset(self, keep: np.ndarray) -> PendingArrays:
         """The claims where `keep` (a boolean mask over claims) is true."""
         counts = np.diff(self.indptr)
         entry_keep = np.repeat(keep, counts)
-        index = np.flatnonzero(keep)
         return PendingArrays(
-            claims=tuple(self.claims[i] for i in index),
+            claims=self.claims[keep],
+            ids=self.ids[keep],
+            seq=self.seq[keep],
             weights=self.weights[keep],
             arrival=self.arrival[keep],
             deadline=self.deadline[keep],
@@ -50,7 +57,9 @@ class PendingArrays:
 
 def _empty(dims: int) -> PendingArrays:
     return PendingArrays(
-        claims=(),
+        claims=np.empty(0, dtype=object),
+        ids=np.empty(0, dtype=object),
+        seq=np.zeros(0, dtype=np.int64),
         weights=np.zeros(0),
         arrival=np.zeros(0),
         deadline=np.zeros(0),
@@ -60,12 +69,18 @@ def _empty(dims: int) -> PendingArrays:
     )
 
 
-def _stack(claims: list[Claim], dims: int) -> PendingArrays:
+def _stack(claims: list[Claim], seq: list[int], dims: int) -> PendingArrays:
     if not claims:
         return _empty(dims)
     counts = np.array([c.block_index.size for c in claims], dtype=np.int64)
+    objects = np.empty(len(claims), dtype=object)
+    objects[:] = claims
+    ids = np.empty(len(claims), dtype=object)
+    ids[:] = [c.id for c in claims]
     return PendingArrays(
-        claims=tuple(claims),
+        claims=objects,
+        ids=ids,
+        seq=np.asarray(seq, dtype=np.int64),
         weights=np.array([c.weight for c in claims], dtype=float),
         arrival=np.array([c.arrival for c in claims], dtype=float),
         deadline=np.array(
@@ -83,7 +98,9 @@ def _concat(first: PendingArrays, second: PendingArrays) -> PendingArrays:
     if second.n == 0:
         return first
     return PendingArrays(
-        claims=first.claims + second.claims,
+        claims=np.concatenate([first.claims, second.claims]),
+        ids=np.concatenate([first.ids, second.ids]),
+        seq=np.concatenate([first.seq, second.seq]),
         weights=np.concatenate([first.weights, second.weights]),
         arrival=np.concatenate([first.arrival, second.arrival]),
         deadline=np.concatenate([first.deadline, second.deadline]),
@@ -100,22 +117,27 @@ class PendingIndex:
         self._dims = dims
         self._arrays = _empty(dims)
         self._added: list[Claim] = []
-        self._removed: set[str] = set()
+        self._removed: list[int] = []
+        self._seq: dict[str, int] = {}
+        self._next = 0
 
     def add(self, claim: Claim) -> None:
+        self._seq[claim.id] = self._next
+        self._next += 1
         self._added.append(claim)
 
     def remove(self, claim_id: str) -> None:
-        self._removed.add(claim_id)
+        self._removed.append(self._seq.pop(claim_id))
 
     def arrays(self) -> PendingArrays:
+        if not self._removed and not self._added:
+            return self._arrays
         current = self._arrays
-        if self._removed:
-            keep = np.array([c.id not in self._removed for c in current.claims], dtype=bool)
-            current = current.subset(keep)
-            added = [c for c in self._added if c.id not in self._removed]
-        else:
-            added = self._added
-        self._arrays = _concat(current, _stack(added, self._dims))
-        self._added, self._removed = [], set()
+        removed = np.asarray(self._removed, dtype=np.int64)
+        if removed.size:
+            current = current.subset(~np.isin(current.seq, removed))
+        added = [c for c in self._added if c.id in self._seq]
+        fresh = _stack(added, [self._seq[c.id] for c in added], self._dims)
+        self._arrays = _concat(current, fresh)
+        self._added, self._removed = [], []
         return self._arrays

@@ -113,7 +113,9 @@ class RecentSelector(BaseModel):
     dataset: str | None = None
 
     def select(self, blocks: Sequence[BlockSpec]) -> list[str]:
-        pool = [b for b in blocks if self.dataset is None or b.dataset == self.dataset]
+        if self.dataset is None:
+            return [b.id for b in blocks[-self.most_recent :]]
+        pool = [b for b in blocks if b.dataset == self.dataset]
         return [b.id for b in pool[-self.most_recent :]]
 
 

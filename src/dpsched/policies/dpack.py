@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dpsched.core.admission import TOLERANCE
 from dpsched.policies.area import efficiency_order, weight_over
 from dpsched.policies.knapsack import knapsack_values
-from dpsched.policies.packing import greedy_pack
+from dpsched.policies.packing import claims_fitting, greedy_pack
 from dpsched.policies.problem import Problem
 from dpsched.policies.result import PolicyResult
 
@@ -33,17 +33,23 @@ class DpackOptions(BaseModel):
 
 
 def best_orders(
-    problem: Problem, candidates: np.ndarray, available: np.ndarray, eta: float
+    problem: Problem,
+    candidates: np.ndarray,
+    available: np.ndarray,
+    eta: float,
+    blocks_needed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Best order index per block (NO_ORDER where nothing can be granted) and the worst eta used."""
-    entry_mask = candidates[problem.entry_task]
-    entries = np.flatnonzero(entry_mask)
-    blocks = problem.entry_block[entries]
-    by_block = entries[np.argsort(blocks, kind="stable")]
+    """Best order index per block (NO_ORDER where nothing can be granted) and the worst eta used.
+
+    Only blocks in `blocks_needed` (default: all) are solved; each block's knapsack
+    still runs over every candidate that reads it.
+    """
+    by_block = problem.entries_by_block
+    by_block = by_block[candidates[problem.entry_task[by_block]]]
     bounds = np.searchsorted(problem.entry_block[by_block], np.arange(problem.m + 1))
     best = np.full(problem.m, NO_ORDER, dtype=np.int64)
     worst_eta = 0.0
-    for j in range(problem.m):
+    for j in range(problem.m) if blocks_needed is None else blocks_needed.tolist():
         rows = by_block[bounds[j] : bounds[j + 1]]
         open_orders = np.flatnonzero(problem.usable[j] & (available[j] > TOLERANCE))
         if rows.size == 0 or open_orders.size == 0:
@@ -79,11 +85,20 @@ def dpack(problem: Problem, options: DpackOptions) -> PolicyResult:
     rounds = 0
     while candidates.any():
         rounds += 1
-        best, used_eta = best_orders(problem, candidates, available, options.eta)
+        # Budget only shrinks within a step, so claims that do not fit now are never
+        # granted in this round: their blocks' best orders and their own ranks are not
+        # needed (the knapsacks still see every candidate, as Alg. 1 defines them).
+        fit = candidates & (
+            problem.fits_available if rounds == 1 else claims_fitting(problem, available)
+        )
+        if not fit.any():
+            break
+        needed = np.unique(problem.entry_block[fit[problem.entry_task]])
+        best, used_eta = best_orders(problem, candidates, available, options.eta, needed)
         worst_eta = max(worst_eta, used_eta)
         efficiency = dpack_efficiency(problem, best, available)
         order = efficiency_order(problem, efficiency)
-        order = order[candidates[order]]
+        order = order[fit[order]]
         limit = options.recompute_every or None
         packed = greedy_pack(problem, order, available, max_allocations=limit)
         allocated.extend(packed.allocated)

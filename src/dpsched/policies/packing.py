@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dpsched.core.admission import TOLERANCE
+from dpsched.core.admission import TOLERANCE, csr_claims_fit
 from dpsched.policies.problem import Problem
 
 _FIRST_CHUNK = 32
@@ -72,3 +72,10 @@ def greedy_pack(
         position = stopped
         chunk = _FIRST_CHUNK if granted_in_chunk else min(chunk * 2, _MAX_CHUNK)
     return PackResult(allocated, remaining, position)
+
+
+def claims_fitting(problem: Problem, available: np.ndarray) -> np.ndarray:
+    """Mask of claims that fit `available` on their own (every block, some usable order)."""
+    return csr_claims_fit(
+        problem.indptr, problem.entry_block, problem.entry_demand, available, problem.usable
+    )

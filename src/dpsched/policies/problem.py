@@ -13,6 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
+from dpsched.core.admission import csr_claims_fit
 from dpsched.errors import InputError
 
 
@@ -33,6 +34,9 @@ class Problem:
     entry_demand: np.ndarray
     available: np.ndarray
     capacity: np.ndarray
+    fit: np.ndarray | None = None
+    """Optional mask of claims known to fit `available` on their own, when whoever built
+    the problem has already computed it (see `fits_available`)."""
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -102,6 +106,20 @@ class Problem:
     @cached_property
     def entry_task(self) -> np.ndarray:
         return np.repeat(np.arange(self.n), np.diff(self.indptr))
+
+    @cached_property
+    def fits_available(self) -> np.ndarray:
+        """Claims that fit `available` on their own: the only ones any policy can grant."""
+        if self.fit is not None:
+            return self.fit
+        return csr_claims_fit(
+            self.indptr, self.entry_block, self.entry_demand, self.available, self.usable
+        )
+
+    @cached_property
+    def entries_by_block(self) -> np.ndarray:
+        """Entry indices grouped by block (stable), for per-block passes."""
+        return np.argsort(self.entry_block, kind="stable")
 
     @cached_property
     def usable(self) -> np.ndarray:

@@ -14,16 +14,18 @@ import numpy as np
 from pydantic import BaseModel
 
 from dpsched.core import Ledger, PendingArrays
-from dpsched.core.admission import TOLERANCE
+from dpsched.core.admission import csr_claims_fit
 from dpsched.policies.problem import Problem
 from dpsched.policies.registry import Policy
 from dpsched.policies.result import PolicyResult
 
 
-def problem_from_pending(ledger: Ledger, pending: PendingArrays) -> Problem:
+def problem_from_pending(
+    ledger: Ledger, pending: PendingArrays, fit: np.ndarray | None = None
+) -> Problem:
     """The claims' demands against the ledger's unlocked budget, in CSR form."""
     return Problem(
-        ids=tuple(c.id for c in pending.claims),
+        ids=tuple(pending.ids.tolist()),
         weights=pending.weights,
         arrival=pending.arrival,
         indptr=pending.indptr,
@@ -31,24 +33,13 @@ def problem_from_pending(ledger: Ledger, pending: PendingArrays) -> Problem:
         entry_demand=pending.entry_demand,
         available=ledger.unlocked.copy(),
         capacity=ledger.capacity.copy(),
+        fit=fit,
     )
 
 
 def problem_from_ledger(ledger: Ledger) -> Problem:
     """Every pending claim against the ledger's unlocked budget."""
     return problem_from_pending(ledger, ledger.pending_arrays())
-
-
-def fitting_now(ledger: Ledger, pending: PendingArrays) -> np.ndarray:
-    """Mask of pending claims that fit the unlocked budget on their own (vectorised)."""
-    if pending.n == 0:
-        return np.zeros(0, dtype=bool)
-    blocks = pending.entry_block
-    rows_ok = (
-        (pending.entry_demand <= ledger.unlocked[blocks] + TOLERANCE) & ledger.usable[blocks]
-    ).any(axis=1)
-    fit: np.ndarray = np.logical_and.reduceat(rows_ok, pending.indptr[:-1])
-    return fit
 
 
 @dataclass
@@ -72,16 +63,19 @@ def schedule_step(
     the policy allows it, claims that cannot fit are dropped before it runs.
     """
     pending = ledger.pending_arrays()
-    fit = fitting_now(ledger, pending)
+    fit = csr_claims_fit(
+        pending.indptr, pending.entry_block, pending.entry_demand, ledger.unlocked, ledger.usable
+    )
     if not fit.any():
         # Nothing can be granted, and granting nothing is then provably optimal.
         return StepOutcome([], PolicyResult([], status="optimal"), 0)
     if policy.prefilter_safe and not fit.all():
         pending = pending.subset(fit)
-    result = policy.run(problem_from_pending(ledger, pending), options)
+        fit = np.ones(pending.n, dtype=bool)
+    result = policy.run(problem_from_pending(ledger, pending, fit), options)
     granted = []
     for index in result.allocated:
-        claim_id = pending.claims[index].id
+        claim_id = str(pending.ids[index])
         ledger.allocate(claim_id, request_id=f"allocate:{claim_id}", time=time)
         granted.append(claim_id)
     return StepOutcome(granted, result, pending.n)

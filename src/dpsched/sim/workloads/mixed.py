@@ -10,10 +10,11 @@ in [1, max_blocks], the scale test of DPack §6.
 from __future__ import annotations
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from dpsched.budget import Accounting
 from dpsched.core import BlockSpec, ClaimSpec
-from dpsched.sim.workloads.base import Workload
+from dpsched.sim.workloads.base import Task, TaskDemand, Workload
 from dpsched.sim.workloads.calibration import MechanismFamily, calibrated_mechanism
 
 FAMILIES: tuple[MechanismFamily, ...] = ("laplace", "gaussian", "subsampled_gaussian")
@@ -64,3 +65,24 @@ def recent_heavy_tail(
         for i, k in enumerate(sizes)
     )
     return Workload(Accounting("rdp", delta=DELTA), blocks, tasks)
+
+
+class MixedParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    many_blocks: int = Field(10, ge=1, description="block count of the multi-block half")
+
+
+def mixed_tasks(n_tasks: int, seed: int, params: MixedParams, n_blocks: int) -> list[Task]:
+    """The same mix as `mixed`, as online tasks picking their blocks at random on arrival."""
+    rng = np.random.default_rng(seed)
+    tasks = []
+    for _ in range(n_tasks):
+        k = params.many_blocks if rng.random() < 0.5 else 1
+        family = FAMILIES[int(rng.integers(len(FAMILIES)))]
+        epsilon = EPSILONS[int(rng.integers(len(EPSILONS)))]
+        demand = TaskDemand(
+            delta=DELTA, mechanism=calibrated_mechanism(family, epsilon, DELTA), epsilon=epsilon
+        )
+        tasks.append(Task(f"{family}-eps{epsilon:g}", demand, n_blocks=k, selection="random"))
+    return tasks

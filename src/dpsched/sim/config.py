@@ -1,0 +1,197 @@
+"""One simulation run as a validated YAML config.
+
+The top-level keys (seed, accounting, alphas, blocks, workload, scheduler) are a
+contract: scripts outside the project drive the simulator with them. Every
+unknown key or bad value is refused with its dotted path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dpsched.budget import Accounting, validate_alphas
+from dpsched.errors import InputError, from_validation_error
+from dpsched.policies import POLICIES, get_policy
+from dpsched.sim.workloads.registry import GENERATORS, WORKLOAD_NAMES
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BlocksConfig(_Strict):
+    """`initial` blocks at t=0, then one every `interval` time units up to `total`."""
+
+    initial: int = Field(1, ge=0)
+    total: int | None = Field(None, ge=1, description="default: initial")
+    epsilon: float = Field(10.0, gt=0, allow_inf_nan=False)
+    delta: float = Field(1e-7, gt=0, lt=1)
+    interval: float = Field(1.0, gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _enough(self) -> Self:
+        if self.total is None:
+            self.total = self.initial
+        if self.total < max(self.initial, 1):
+            raise ValueError("total must be >= initial and >= 1")
+        return self
+
+    @property
+    def count(self) -> int:
+        assert self.total is not None
+        return self.total
+
+    @property
+    def span(self) -> float:
+        """Time from t=0 to the last block's arrival: the window claims arrive in."""
+        return (self.count - self.initial) * self.interval
+
+
+class ArrivalConfig(_Strict):
+    """When claims arrive. Default: the trace's gaps if the workload has them, else Poisson."""
+
+    kind: Literal["poisson", "constant", "trace"] | None = None
+    rate: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="claims per time unit; default: the workload's own, else spread over "
+        "the block-arrival span",
+    )
+
+
+class WorkloadConfig(_Strict):
+    name: str
+    path: str | None = None
+    n_tasks: int | None = Field(None, ge=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    arrival: ArrivalConfig = Field(default_factory=ArrivalConfig)
+
+    @model_validator(mode="after")
+    def _known(self) -> Self:
+        if self.name not in WORKLOAD_NAMES:
+            raise ValueError(
+                f"unknown workload {self.name!r}; choose from {', '.join(WORKLOAD_NAMES)}"
+            )
+        if self.name in GENERATORS:
+            GENERATORS[self.name].params(self.params)
+        return self
+
+
+class UnlockingConfig(_Strict):
+    kind: Literal["none", "per_arrival", "per_step", "lifetime"] = "none"
+    n: int | None = Field(None, ge=1)
+    lifetime: float | None = Field(None, gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _parameters(self) -> Self:
+        if self.kind in ("per_arrival", "per_step") and self.n is None:
+            raise ValueError(f"{self.kind} unlocking needs n")
+        if self.kind == "lifetime" and self.lifetime is None:
+            raise ValueError("lifetime unlocking needs lifetime")
+        if self.kind != "lifetime" and self.lifetime is not None:
+            raise ValueError(f"lifetime is only for lifetime unlocking, not {self.kind}")
+        if self.kind in ("none", "lifetime") and self.n is not None:
+            raise ValueError(f"n is only for per_arrival or per_step unlocking, not {self.kind}")
+        return self
+
+
+class SchedulerConfig(_Strict):
+    policy: str = "dpack"
+    mode: Literal["offline", "batch", "on_arrival"] = "batch"
+    period: float = Field(1.0, gt=0, allow_inf_nan=False, description="T, in time units")
+    unlocking: UnlockingConfig = Field(default_factory=UnlockingConfig)
+    timeout: float | None = Field(None, gt=0, allow_inf_nan=False)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.policy not in POLICIES:
+            raise ValueError(f"unknown policy {self.policy!r}; choose from {', '.join(POLICIES)}")
+        get_policy(self.policy).options(self.options)
+        if self.mode == "offline" and self.unlocking.kind in ("per_step", "lifetime"):
+            raise ValueError(
+                f"offline mode schedules once at t=0, where {self.unlocking.kind} unlocking "
+                "has released nothing; use none or per_arrival"
+            )
+        return self
+
+
+class MetricsConfig(_Strict):
+    fair_share_n: int | None = Field(
+        None, ge=1, description="N of the fair share capacity/N; default: unlocking n, else 50"
+    )
+
+
+class SimConfig(_Strict):
+    seed: int = 0
+    accounting: Literal["basic", "rdp"] = "rdp"
+    alphas: tuple[float, ...] | None = None
+    delta: float = Field(1e-7, gt=0, lt=1, description="basic-mode conversions and reports")
+    blocks: BlocksConfig = Field(default_factory=BlocksConfig)
+    workload: WorkloadConfig
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    horizon: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="stop at this time even if work remains"
+    )
+
+    def make_accounting(self) -> Accounting:
+        if self.alphas is not None:
+            validate_alphas(self.alphas)
+            return Accounting(self.accounting, self.alphas, self.delta)
+        return Accounting(self.accounting, delta=self.delta)
+
+    @property
+    def fair_share_n(self) -> int:
+        if self.metrics.fair_share_n is not None:
+            return self.metrics.fair_share_n
+        return self.scheduler.unlocking.n or 50
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """data["a"]["b"] = value for key "a.b", creating mappings on the way."""
+    parts = key.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise InputError(".".join(parts[: i + 1]), "is not a mapping; cannot set a key in it")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_config(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> SimConfig:
+    merged = yaml.safe_load(yaml.safe_dump(dict(data)))
+    for key, value in (overrides or {}).items():
+        set_dotted(merged, key, value)
+    try:
+        config = SimConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise from_validation_error("config", exc) from None
+    config.make_accounting()
+    return config
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> SimConfig:
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text())
+    except FileNotFoundError:
+        raise InputError("config", f"no such file: {file}") from None
+    except yaml.YAMLError as exc:
+        raise InputError("config", f"{file} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError("config", f"{file} must be a mapping of keys")
+    workload = data.get("workload")
+    if isinstance(workload, dict) and isinstance(workload.get("path"), str):
+        # A path in the file is relative to the file; one given with --set, to the shell.
+        workload["path"] = str((file.parent / workload["path"]).resolve())
+    return parse_config(data, overrides)

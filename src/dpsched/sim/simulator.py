@@ -1,0 +1,286 @@
+"""The discrete-event simulator: virtual time on simpy, every decision by the shared core.
+
+Blocks and claims arrive as simpy processes; budget is unlocked by the same
+`Unlocking` strategies and granted by the same `schedule_step` the service and
+the operator use. The simulator only decides *when* things happen:
+
+- offline: every block and claim is present at t=0; one step.
+- batch: a step every `period` T, from t=0 (DPack §3.4).
+- on_arrival: a step after every claim or block arrival (PrivateKube), plus a
+  step every `period` while time-based unlocking (per_step, lifetime) releases budget.
+
+At one instant, arrivals always come before the step, so a claim arriving at a
+step's time is considered by it. A run ends once every block and claim has
+arrived and no further step can change anything: nothing pending, no pending
+claim could fit even the whole remaining budget, or no budget is left to unlock
+(or at `horizon`). It always terminates: arrivals are finite, and time-based
+unlocking completes after a bounded time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
+
+import numpy as np
+import simpy
+
+from dpsched.core import (
+    AllUnlocked,
+    BlockSpec,
+    ClaimSpec,
+    ClaimState,
+    ExplicitSelector,
+    Ledger,
+    Lifetime,
+    PerArrival,
+    PerStep,
+    RecentSelector,
+    Unlocking,
+)
+from dpsched.core.admission import TOLERANCE, csr_claims_fit
+from dpsched.policies import get_policy, schedule_step
+from dpsched.sim.arrivals import claim_arrivals
+from dpsched.sim.config import SimConfig
+from dpsched.sim.results import SimResult, collect
+from dpsched.sim.workloads.base import Task
+from dpsched.sim.workloads.registry import generate_tasks
+
+Progress = Callable[[int, int], None]
+"""Called after each step with (claims arrived so far, total claims)."""
+
+
+def make_unlocking(config: SimConfig) -> Unlocking:
+    spec = config.scheduler.unlocking
+    if spec.kind == "per_arrival":
+        assert spec.n is not None
+        return PerArrival(spec.n)
+    if spec.kind == "per_step":
+        assert spec.n is not None
+        return PerStep(spec.n, config.scheduler.period)
+    if spec.kind == "lifetime":
+        assert spec.lifetime is not None
+        return Lifetime(spec.lifetime)
+    return AllUnlocked()
+
+
+def seeds(seed: int) -> tuple[int, int, int]:
+    """Independent streams for the workload, the arrivals and random block picks, so that
+    changing the scheduler never changes which tasks arrive when."""
+    workload, arrivals, selection = np.random.SeedSequence(seed).generate_state(3)
+    return int(workload), int(arrivals), int(selection)
+
+
+def build_tasks(config: SimConfig) -> list[Task]:
+    return generate_tasks(
+        config.workload.name,
+        n_tasks=config.workload.n_tasks,
+        seed=seeds(config.seed)[0],
+        params=config.workload.params,
+        n_blocks=config.blocks.count,
+        path=config.workload.path,
+    )
+
+
+class Simulator:
+    def __init__(
+        self,
+        config: SimConfig,
+        tasks: Sequence[Task] | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.config = config
+        self.ledger = Ledger(config.make_accounting())
+        self.policy = get_policy(config.scheduler.policy)
+        self.options = self.policy.options(config.scheduler.options)
+        self.unlocking = make_unlocking(config)
+        self.tasks = list(tasks) if tasks is not None else build_tasks(config)
+        _, arrival_seed, selection_seed = seeds(config.seed)
+        self.arrivals = claim_arrivals(config, self.tasks, np.random.default_rng(arrival_seed))
+        self._pick = np.random.default_rng(selection_seed)
+        self._progress = progress
+        self._width = len(str(max(len(self.tasks) - 1, 0)))
+        self._submitted = 0
+        self._blocks_added = 0
+        self._steps = 0
+        self._cpu = 0.0
+        self._timeline: list[tuple[float, np.ndarray, np.ndarray]] = []
+        self.env = simpy.Environment()
+        self._first_block = self.env.event()
+        self._fit_cache: tuple[int, bool] | None = None
+        self._granted_last = False
+        self._arrivals: simpy.Event = self.env.event()
+
+    # ------------------------------------------------------------ arrivals
+    def _block_times(self) -> np.ndarray:
+        blocks = self.config.blocks
+        if self.config.scheduler.mode == "offline":
+            return np.zeros(blocks.count)
+        online = np.arange(1, blocks.count - blocks.initial + 1) * blocks.interval
+        return np.concatenate([np.zeros(blocks.initial), online])
+
+    def _add_block(self, now: float) -> None:
+        j = self._blocks_added
+        blocks = self.config.blocks
+        index = self.ledger.add_block(
+            BlockSpec(
+                id=f"b{j:04d}",
+                epsilon=blocks.epsilon,
+                delta=blocks.delta,
+                arrival=now,
+                dimensions={"time": j},
+            )
+        )
+        self.unlocking.on_block_added(self.ledger, index, now)
+        self._blocks_added += 1
+        if not self._first_block.triggered:
+            self._first_block.succeed()
+
+    def _submit(self, i: int, now: float) -> None:
+        task = self.tasks[i]
+        available = self._blocks_added
+        k = min(task.n_blocks, available)
+        selector: RecentSelector | ExplicitSelector
+        if task.selection == "most_recent":
+            selector = RecentSelector(most_recent=max(k, 1))
+        else:
+            chosen = np.sort(self._pick.choice(available, size=k, replace=False))
+            selector = ExplicitSelector(ids=tuple(f"b{j:04d}" for j in chosen))
+        spec = ClaimSpec(
+            id=f"c{i:0{self._width}d}",
+            weight=task.weight,
+            arrival=now,
+            timeout=self.config.scheduler.timeout,
+            blocks=selector,
+            demand=task.demand.spec(self.ledger.accounting),
+        )
+        claim = self.ledger.submit(spec, time=now)
+        if claim.state is ClaimState.PENDING:
+            self.unlocking.on_claim_submitted(self.ledger, claim, now)
+        self._submitted += 1
+
+    def _blocks_process(self) -> Generator[simpy.Event, Any, None]:
+        times = self._block_times()
+        position = 0
+        while position < times.size:
+            yield self.env.timeout(max(times[position] - self.env.now, 0.0))
+            while position < times.size and times[position] <= self.env.now:
+                self._add_block(self.env.now)
+                position += 1
+            if self.config.scheduler.mode == "on_arrival":
+                self._step()
+
+    def _claims_process(self) -> Generator[simpy.Event, Any, None]:
+        times = self.arrivals
+        position = 0
+        while position < times.size:
+            yield self.env.timeout(max(times[position] - self.env.now, 0.0))
+            if self._blocks_added == 0:
+                # Claims select among arrived blocks; early ones wait for the first block.
+                yield self._first_block
+            while position < times.size and times[position] <= self.env.now:
+                self._submit(position, self.env.now)
+                position += 1
+            if self.config.scheduler.mode == "on_arrival":
+                self._step()
+
+    # ------------------------------------------------------------ stepping
+    def _step(self) -> None:
+        now = float(self.env.now)
+        self.unlocking.on_tick(self.ledger, now)
+        self.ledger.expire_due(now)
+        start = time.process_time()
+        outcome = schedule_step(self.ledger, self.policy, now, self.options)
+        self._cpu += time.process_time() - start
+        self._granted_last = bool(outcome.granted)
+        self._steps += 1
+        self._timeline.append((now, self.used_fraction(), self.ledger.unlocked_fraction.copy()))
+        if self._progress is not None:
+            self._progress(self._submitted, len(self.tasks))
+
+    def used_fraction(self) -> np.ndarray:
+        """Per block, spent / capacity at its least-used order: 1 means exhausted."""
+        ledger = self.ledger
+        ratio = np.full(ledger.capacity.shape, np.inf)
+        np.divide(ledger.spent(), ledger.capacity, out=ratio, where=ledger.usable)
+        used: np.ndarray = np.minimum(ratio.min(axis=1, initial=np.inf), 1.0)
+        return used
+
+    @property
+    def timeline(self) -> list[tuple[float, np.ndarray, np.ndarray]]:
+        """(time, used fraction per block, unlocked fraction per block) after each step."""
+        return self._timeline
+
+    @property
+    def steps(self) -> int:
+        return self._steps
+
+    @property
+    def scheduler_time_s(self) -> float:
+        """CPU time spent inside scheduling steps (policy, fit checks, grants)."""
+        return self._cpu
+
+    def _arrivals_done(self) -> bool:
+        return self._submitted == len(self.tasks) and self._blocks_added == self.config.blocks.count
+
+    def _time_unlocking(self) -> bool:
+        return isinstance(self.unlocking, PerStep | Lifetime)
+
+    def _finished(self) -> bool:
+        if self.config.horizon is not None and self.env.now >= self.config.horizon - TOLERANCE:
+            return True
+        if not self._arrivals_done():
+            return False
+        pending = self.ledger.pending_arrays()
+        if pending.n == 0:
+            return True
+        if not self._time_unlocking() or (self.ledger.unlocked_fraction >= 1.0).all():
+            return True
+        # An early exit only: a step that granted something will be followed by another.
+        return not self._granted_last and not self._could_ever_fit()
+
+    def _could_ever_fit(self) -> bool:
+        """Could any pending claim fit once all remaining budget is unlocked? Cached per
+        ledger revision: unlocking alone never changes the answer."""
+        ledger = self.ledger
+        key = ledger.revision
+        if self._fit_cache is None or self._fit_cache[0] != key:
+            pending = ledger.pending_arrays()
+            whole = ledger.unlocked + ledger.locked
+            fit = csr_claims_fit(
+                pending.indptr, pending.entry_block, pending.entry_demand, whole, ledger.usable
+            )
+            self._fit_cache = (key, bool(fit.any()))
+        return self._fit_cache[1]
+
+    def _controller(self) -> Generator[simpy.Event, Any, None]:
+        mode = self.config.scheduler.mode
+        period = self.config.scheduler.period
+        if mode == "offline":
+            yield self.env.timeout(0)
+            self._step()
+            return
+        if mode == "on_arrival" and not self._time_unlocking():
+            while not self._arrivals_done():
+                yield self._arrivals
+            self._step()
+            return
+        next_time = 0.0
+        while True:
+            yield self.env.timeout(max(next_time - self.env.now, 0.0))
+            yield self.env.timeout(0)  # let arrivals at this instant go first
+            self._step()
+            if self._finished():
+                return
+            next_time += period
+
+    # ------------------------------------------------------------ running
+    def run(self) -> SimResult:
+        wall = time.perf_counter()
+        blocks = self.env.process(self._blocks_process())
+        claims = self.env.process(self._claims_process())
+        self._arrivals = self.env.all_of([blocks, claims])
+        controller = self.env.process(self._controller())
+        self.env.run(until=controller)
+        return collect(self, wall_time_s=time.perf_counter() - wall)
