@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import numpy as np
 import typer
 from pydantic import TypeAdapter, ValidationError
-from rich.console import Console
 
 from dpsched.budget import MECHANISM_NAMES, Accounting, MechanismSpec, rdp_curve, rdp_to_epsilon
+from dpsched.cli.common import console, friendly_errors
 from dpsched.cli.options import parse_key_values
+from dpsched.cli.sim_commands import register as register_simulator_commands
 from dpsched.cli.tables import blocks_table, comparison_table, curve_table
-from dpsched.errors import DpschedError, InputError, from_validation_error
+from dpsched.errors import InputError, from_validation_error
 from dpsched.offline import load_instance, run_policy
 from dpsched.policies import POLICIES
 
@@ -30,25 +29,6 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Schedule differential-privacy budget: FCFS, DPF, area, DPack and the exact optimum.",
 )
-console = Console()
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def friendly_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Report a DpschedError as one line on stderr with exit status 2 (no traceback)."""
-
-    @wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except DpschedError as exc:
-            Console(stderr=True, soft_wrap=True).print(
-                f"error: {exc}", highlight=False, markup=False
-            )
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 def _policy_options(
@@ -136,6 +116,9 @@ def curve(
         f"{rdp_to_epsilon(accounting.alphas, values, delta):.6g}; "
         f"classic epsilon = {classic[best]:.6g} at alpha = {accounting.alphas[best]:g}"
     )
+
+
+register_simulator_commands(app)
 
 
 def main() -> None:

@@ -46,3 +46,30 @@ def curve_table(accounting: Accounting, curve: np.ndarray, classic: np.ndarray) 
     for alpha, value, dp in zip(accounting.alphas, curve, classic, strict=True):
         table.add_row(f"{alpha:g}", f"{value:.6g}", f"{dp:.6g}")
     return table
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def rows_table(rows: list[dict[str, Any]], columns: list[str], title: str) -> Table:
+    """Any list of result rows, one column per key (missing values shown as '-')."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*(_fmt(row.get(c)) for c in columns))
+    return table
+
+
+def summary_table(summary: dict[str, Any], title: str) -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        table.add_row(key, _fmt(value))
+    return table

@@ -9,7 +9,6 @@ import numpy as np
 from dpsched.errors import InputError
 from dpsched.sim.config import SimConfig
 from dpsched.sim.workloads.base import Task
-from dpsched.sim.workloads.registry import GENERATORS
 
 
 def arrival_kind(config: SimConfig, tasks: Sequence[Task]) -> str:
@@ -20,13 +19,10 @@ def arrival_kind(config: SimConfig, tasks: Sequence[Task]) -> str:
 
 
 def arrival_rate(config: SimConfig, n_tasks: int) -> float:
-    """Claims per time unit: the config's, else the workload's own, else the whole
-    workload spread over the block-arrival window (one time unit if all blocks are at 0)."""
+    """Claims per time unit: the config's, else the whole workload spread over the
+    block-arrival window (one time unit if all blocks are at 0)."""
     if config.workload.arrival.rate is not None:
         return config.workload.arrival.rate
-    generator = GENERATORS.get(config.workload.name)
-    if generator is not None and generator.tasks_per_time_unit is not None:
-        return generator.tasks_per_time_unit
     return n_tasks / max(config.blocks.span, 1.0)
 
 

@@ -183,8 +183,8 @@ class AlibabaSyntheticParams(BaseModel):
 
     gpu_fraction: float = Field(0.5, ge=0, le=1, description="share of GPU (DP-SGD/FTRL) tasks")
     eps_tail: float = Field(0.6, gt=0, description="Pareto shape of the normalised demand")
-    eps_scale: float = Field(0.003, gt=0, description="Pareto scale of the normalised demand")
-    blocks_tail: float = Field(1.0, gt=0, description="Pareto shape of the block count")
+    eps_scale: float = Field(0.01, gt=0, description="Pareto scale of the normalised demand")
+    blocks_tail: float = Field(0.7, gt=0, description="Pareto shape of the block count")
     gpu_blocks_factor: float = Field(
         3.0, ge=1, description="GPU tasks read this many times more blocks"
     )

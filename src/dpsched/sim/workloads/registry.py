@@ -19,7 +19,6 @@ from dpsched.sim.workloads.base import Task
 from dpsched.sim.workloads.microbenchmark import MicrobenchmarkParams, microbenchmark
 from dpsched.sim.workloads.mixed import MixedParams, mixed_tasks
 from dpsched.sim.workloads.privatekube import (
-    AMAZON_TASKS_PER_BLOCK,
     AmazonParams,
     PrivateKubeParams,
     amazon,
@@ -33,8 +32,6 @@ class Generator:
     summary: str
     params_model: type[BaseModel]
     generate: Callable[[int, int, Any, int], list[Task]]
-    tasks_per_time_unit: float | None = None
-    """The workload's own arrival rate, if its paper fixes one (Amazon: 300/day)."""
 
     def params(self, values: dict[str, Any]) -> BaseModel:
         try:
@@ -63,7 +60,6 @@ GENERATORS: dict[str, Generator] = {
             "PrivateKube §6.2 Amazon Reviews macrobenchmark",
             AmazonParams,
             amazon,
-            AMAZON_TASKS_PER_BLOCK,
         ),
         Generator(
             "alibaba-synthetic",

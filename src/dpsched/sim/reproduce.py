@@ -1,0 +1,389 @@
+"""The papers' headline figures, as sweeps over shipped configs, with their claims checked.
+
+Each figure is a base config, a swept key (the x axis), a few series (policies or
+accounting modes) and the qualitative claims the paper makes about it. `--quick`
+shrinks the grids so `reproduce all --quick` fits a CI budget; the claims are
+checked either way and reported as PASS / FAIL, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dpsched.errors import InputError
+from dpsched.sim.plotting import line_plot
+from dpsched.sim.results import write_csv
+from dpsched.sim.sweep import Row, run_cells
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    overrides: Mapping[str, Any]
+    applies_x: bool = True
+    """False for a baseline the swept key does not apply to (drawn as a flat line)."""
+    max_x: float | None = None
+    """Skip x values above this (Optimal where it stops being tractable)."""
+
+
+@dataclass(frozen=True)
+class Check:
+    claim: str
+    holds: Callable[[dict[str, dict[Any, float]]], bool]
+    """Given {series: {x: mean metric}}, does the paper's claim hold on our run?"""
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    name: str
+    title: str
+    source: str
+    base: Mapping[str, Any]
+    x: str
+    x_values: Sequence[Any]
+    quick_x_values: Sequence[Any]
+    series: Sequence[Series]
+    metrics: Sequence[str] = ("n_allocated",)
+    quick_overrides: Mapping[str, Any] = field(default_factory=dict)
+    checks: Sequence[Check] = ()
+    log_x: bool = False
+
+
+def _ratio_at_least(a: str, b: str, factor: float, where: str = "all") -> Check:
+    def holds(means: dict[str, dict[Any, float]]) -> bool:
+        xs = sorted(set(means.get(a, {})) & set(means.get(b, {})))
+        if not xs:
+            return False
+        if where == "last":
+            xs = xs[-1:]
+        if where == "best":
+            return max(means[a].values()) >= factor * max(means[b].values())
+        return all(means[a][x] >= factor * means[b][x] - 1e-9 for x in xs)
+
+    scope = {"all": "at every x", "last": "at the largest x", "best": "at its best x"}[where]
+    return Check(f"{a} >= {factor:g} x {b} {scope}", holds)
+
+
+OPTIMAL = {"scheduler.policy": "optimal", "scheduler.options": {"time_limit": 60}}
+QUICK_OPTIMAL_LIMIT = {"scheduler.options": {"time_limit": 10}}
+OFFLINE_POLICIES = (
+    Series("dpf", {"scheduler.policy": "dpf"}),
+    Series("dpack", {"scheduler.policy": "dpack"}),
+)
+ONLINE_POLICIES = (
+    Series("fcfs", {"scheduler.policy": "fcfs"}),
+    Series("dpf", {"scheduler.policy": "dpf"}),
+    Series("dpack", {"scheduler.policy": "dpack"}),
+)
+ALIBABA_ONLINE = {
+    "blocks": {"initial": 1, "total": 90},
+    "workload": {"name": "alibaba-synthetic", "n_tasks": 60000},
+    "scheduler": {"mode": "batch", "period": 1, "unlocking": {"kind": "per_step", "n": 50}},
+}
+
+FIGURES: dict[str, FigureSpec] = {
+    f.name: f
+    for f in (
+        FigureSpec(
+            "dpack-4a",
+            "Block heterogeneity (offline microbenchmark, 20 blocks, 80 tasks)",
+            "DPack Fig. 4a",
+            {
+                "blocks": {"initial": 20},
+                "workload": {
+                    "name": "microbenchmark",
+                    "n_tasks": 80,
+                    "params": {"eps_min": 0.1, "mu_blocks": 10, "sigma_alpha": 0},
+                },
+                "scheduler": {"mode": "offline"},
+            },
+            "workload.params.sigma_blocks",
+            [0, 1, 2, 4, 6, 8, 10],
+            [0, 4, 10],
+            (*OFFLINE_POLICIES, Series("optimal", OPTIMAL)),
+            checks=(
+                _ratio_at_least("dpack", "dpf", 1.0),
+                _ratio_at_least("dpack", "dpf", 1.3, "last"),
+                _ratio_at_least("dpack", "optimal", 0.9),
+            ),
+        ),
+        FigureSpec(
+            "dpack-4b",
+            "Best-alpha heterogeneity (offline microbenchmark, 1 block, 400 tasks)",
+            "DPack Fig. 4b",
+            {
+                "blocks": {"initial": 1},
+                "workload": {
+                    "name": "microbenchmark",
+                    "n_tasks": 400,
+                    "params": {"eps_min": 0.005, "mu_blocks": 1, "sigma_blocks": 0},
+                },
+                "scheduler": {"mode": "offline"},
+            },
+            "workload.params.sigma_alpha",
+            [0, 1, 2, 3, 4],
+            [0, 2, 4],
+            (*OFFLINE_POLICIES, Series("optimal", OPTIMAL)),
+            checks=(
+                _ratio_at_least("dpack", "dpf", 1.0),
+                _ratio_at_least("dpack", "optimal", 0.97),
+            ),
+        ),
+        FigureSpec(
+            "dpack-5",
+            "Scaling with load (offline microbenchmark, 7 blocks)",
+            "DPack Fig. 5",
+            {
+                "blocks": {"initial": 7},
+                "workload": {
+                    "name": "microbenchmark",
+                    "n_tasks": 100,
+                    "params": {
+                        "eps_min": 0.01,
+                        "mu_blocks": 1,
+                        "sigma_blocks": 10,
+                        "sigma_alpha": 4,
+                    },
+                },
+                "scheduler": {"mode": "offline"},
+            },
+            "workload.n_tasks",
+            [50, 100, 200, 400, 800, 1600, 3200],
+            [50, 100, 200, 800],
+            (*OFFLINE_POLICIES, Series("optimal", OPTIMAL, max_x=200)),
+            metrics=("n_allocated", "scheduler_time_s"),
+            checks=(
+                _ratio_at_least("dpack", "dpf", 1.0),
+                _ratio_at_least("dpack", "optimal", 0.95),
+            ),
+            log_x=True,
+        ),
+        FigureSpec(
+            "dpack-6a",
+            "Alibaba-DP-shaped (SYNTHETIC) online, 90 blocks: allocated vs submitted",
+            "DPack Fig. 6a",
+            ALIBABA_ONLINE,
+            "workload.n_tasks",
+            [5000, 10000, 20000, 40000, 60000],
+            [2000, 5000, 10000],
+            ONLINE_POLICIES,
+            checks=(_ratio_at_least("dpack", "dpf", 1.3),),
+        ),
+        FigureSpec(
+            "dpack-6b",
+            "Alibaba-DP-shaped (SYNTHETIC) online, 60k tasks: allocated vs blocks",
+            "DPack Fig. 6b",
+            ALIBABA_ONLINE,
+            "blocks.total",
+            [30, 60, 90, 120],
+            [30, 60, 90],
+            ONLINE_POLICIES,
+            quick_overrides={"workload.n_tasks": 10000},
+            checks=(_ratio_at_least("dpack", "dpf", 1.3),),
+        ),
+        FigureSpec(
+            "dpack-7a",
+            "Amazon Reviews (PrivateKube macrobenchmark), 50 daily blocks, no weights",
+            "DPack Fig. 7a",
+            {
+                "blocks": {"initial": 1, "total": 50},
+                "workload": {"name": "amazon", "n_tasks": 15000},
+                "scheduler": {
+                    "mode": "batch",
+                    "period": 1,
+                    "unlocking": {"kind": "per_step", "n": 50},
+                },
+            },
+            "workload.n_tasks",
+            [2500, 5000, 10000, 15000],
+            [2000, 5000],
+            ONLINE_POLICIES,
+            metrics=("total_weight",),
+            checks=(_ratio_at_least("dpack", "dpf", 0.95),),
+        ),
+        FigureSpec(
+            "dpack-7b",
+            "Amazon Reviews with random weights, 50 daily blocks",
+            "DPack Fig. 7b",
+            {
+                "blocks": {"initial": 1, "total": 50},
+                "workload": {"name": "amazon", "n_tasks": 15000, "params": {"weights": True}},
+                "scheduler": {
+                    "mode": "batch",
+                    "period": 1,
+                    "unlocking": {"kind": "per_step", "n": 50},
+                },
+            },
+            "workload.n_tasks",
+            [2500, 5000, 10000, 15000],
+            [2000, 5000],
+            ONLINE_POLICIES,
+            metrics=("total_weight",),
+            checks=(_ratio_at_least("dpack", "dpf", 1.0),),
+        ),
+        FigureSpec(
+            "dpack-9",
+            "Batch period T (Alibaba-DP-shaped SYNTHETIC, 90 blocks, 20k tasks)",
+            "DPack Fig. 9",
+            {**ALIBABA_ONLINE, "workload": {"name": "alibaba-synthetic", "n_tasks": 20000}},
+            "scheduler.period",
+            [1, 2, 5, 10, 20],
+            [1, 5, 20],
+            ONLINE_POLICIES,
+            metrics=("n_allocated", "mean_delay"),
+            quick_overrides={"workload.n_tasks": 5000},
+            checks=(_ratio_at_least("dpack", "dpf", 1.0),),
+        ),
+        FigureSpec(
+            "privatekube-6",
+            "Single block, basic composition: DPF-N vs FCFS over N",
+            "PrivateKube Fig. 6",
+            {
+                "accounting": "basic",
+                "blocks": {"initial": 1},
+                "workload": {
+                    "name": "privatekube",
+                    "n_tasks": 500,
+                    "arrival": {"kind": "poisson", "rate": 1.0},
+                },
+                "scheduler": {"mode": "on_arrival", "timeout": 300},
+            },
+            "scheduler.unlocking.n",
+            [1, 25, 50, 75, 100, 125, 150, 175, 200],
+            [1, 50, 100, 150],
+            (
+                Series("fcfs", {"scheduler.policy": "fcfs"}, applies_x=False),
+                Series(
+                    "dpf", {"scheduler.policy": "dpf", "scheduler.unlocking.kind": "per_arrival"}
+                ),
+            ),
+            quick_overrides={"workload.n_tasks": 300},
+            checks=(_ratio_at_least("dpf", "fcfs", 1.5, "best"),),
+        ),
+        FigureSpec(
+            "privatekube-10",
+            "Basic composition vs Renyi DP (DPF-N, 50 blocks, 4x PrivateKube's basic load)",
+            "PrivateKube Fig. 10",
+            {
+                "blocks": {"initial": 1, "total": 50},
+                "workload": {
+                    "name": "privatekube",
+                    "n_tasks": 25600,
+                    "params": {"last_block_probability": 0.75},
+                    "arrival": {"kind": "poisson", "rate": 512.0},
+                },
+                "scheduler": {
+                    "policy": "dpf",
+                    "mode": "on_arrival",
+                    "timeout": 30,
+                    "unlocking": {"kind": "per_arrival", "n": 100},
+                },
+            },
+            "scheduler.unlocking.n",
+            [50, 100, 200, 400],
+            [100, 400],
+            (
+                Series("basic", {"accounting": "basic"}),
+                Series("rdp", {"accounting": "rdp"}),
+            ),
+            quick_overrides={
+                "blocks.total": 20,
+                "workload.n_tasks": 10240,
+            },
+            checks=(_ratio_at_least("rdp", "basic", 2.0),),
+        ),
+    )
+}
+
+
+@dataclass
+class FigureResult:
+    spec: FigureSpec
+    rows: list[Row]
+    means: dict[str, dict[str, dict[Any, float]]]
+    """metric -> series -> x -> mean over repeats."""
+    checks: list[tuple[str, bool]]
+    files: list[Path]
+
+
+def figure_cells(spec: FigureSpec, quick: bool) -> list[dict[str, Any]]:
+    cells = []
+    for x in spec.quick_x_values if quick else spec.x_values:
+        for series in spec.series:
+            if series.max_x is not None and x > series.max_x:
+                continue
+            cell: dict[str, Any] = {**(spec.quick_overrides if quick else {})}
+            cell.update(series.overrides)
+            if quick and series.label == "optimal":
+                cell.update(QUICK_OPTIMAL_LIMIT)
+            if series.applies_x:
+                cell[spec.x] = x
+            cells.append({"_series": series.label, "_x": x, **cell})
+    return cells
+
+
+def reproduce(
+    name: str,
+    *,
+    quick: bool,
+    out: str | Path = "figures",
+    workers: int = 1,
+    on_row: Callable[[int, Row], None] | None = None,
+) -> FigureResult:
+    spec = FIGURES.get(name)
+    if spec is None:
+        raise InputError("figure", f"unknown figure {name!r}; choose from {', '.join(FIGURES)}")
+    tagged = figure_cells(spec, quick)
+    cells = [{k: v for k, v in c.items() if not k.startswith("_")} for c in tagged]
+    rows = run_cells(spec.base, cells, workers=workers, on_row=on_row)
+    for tag, row in zip(tagged, rows, strict=True):
+        row["series"] = tag["_series"]
+        row["x"] = tag["_x"]
+    directory = Path(out)
+    directory.mkdir(parents=True, exist_ok=True)
+    table = directory / f"{name}.csv"
+    write_csv(table, _flat(rows))
+    files = [table]
+    means: dict[str, dict[str, dict[Any, float]]] = {}
+    for metric in spec.metrics:
+        means[metric] = _means(rows, metric)
+        suffix = "" if len(spec.metrics) == 1 else f"-{metric}"
+        files.append(
+            line_plot(
+                rows,
+                x="x",
+                y=metric,
+                hue="series",
+                out=directory / f"{name}{suffix}.png",
+                title=f"{spec.source}: {spec.title}",
+                log_x=spec.log_x,
+            )
+        )
+    checks = [(c.claim, c.holds(means[spec.metrics[0]])) for c in spec.checks]
+    return FigureResult(spec, rows, means, checks, files)
+
+
+def _means(rows: Sequence[Row], metric: str) -> dict[str, dict[Any, float]]:
+    values: dict[str, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if row.get("error") is None and row.get(metric) is not None:
+            values[row["series"]][row["x"]].append(float(row[metric]))
+    return {s: {x: float(np.mean(v)) for x, v in xs.items()} for s, xs in values.items()}
+
+
+def _flat(rows: Sequence[Row]) -> list[Row]:
+    """Rows with one shared set of columns (cells differ in which keys they set)."""
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    return [{c: _cell(row.get(c)) for c in columns} for row in rows]
+
+
+def _cell(value: Any) -> Any:
+    return value if not isinstance(value, dict | list) else str(value)
