@@ -53,6 +53,7 @@ def line_plot(
     out: str | Path,
     title: str | None = None,
     log_x: bool = False,
+    xlabel: str | None = None,
 ) -> Path:
     """Mean of `y` per (hue, x) with a min-max band over repeats (e.g. seeds)."""
     _check_columns(rows, x, y, hue)
@@ -77,9 +78,9 @@ def line_plot(
             axes.fill_between(xs, lows, highs, alpha=0.2)
     if log_x:
         axes.set_xscale("log")
-    axes.set_xlabel(x)
+    axes.set_xlabel(xlabel or x)
     axes.set_ylabel(y)
-    axes.set_title(title or f"{y} vs {x}")
+    axes.set_title(title or f"{y} vs {x}", fontsize=9)
     axes.grid(alpha=0.3)
     axes.legend(title=hue)
     return _save(figure, out)
