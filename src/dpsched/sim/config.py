@@ -180,16 +180,23 @@ def parse_config(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = 
     return config
 
 
-def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> SimConfig:
+def read_yaml_mapping(path: str | Path, field: str) -> dict[str, Any]:
+    """A YAML file that must hold a mapping; errors name `field` and the file."""
     file = Path(path)
     try:
         data = yaml.safe_load(file.read_text())
     except FileNotFoundError:
-        raise InputError("config", f"no such file: {file}") from None
+        raise InputError(field, f"no such file: {file}") from None
     except yaml.YAMLError as exc:
-        raise InputError("config", f"{file} is not valid YAML: {exc}") from None
+        raise InputError(field, f"{file} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise InputError("config", f"{file} must be a mapping of keys")
+        raise InputError(field, f"{file} must be a mapping of keys")
+    return data
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> SimConfig:
+    file = Path(path)
+    data = read_yaml_mapping(file, "config")
     workload = data.get("workload")
     if isinstance(workload, dict) and isinstance(workload.get("path"), str):
         # A path in the file is relative to the file; one given with --set, to the shell.

@@ -86,6 +86,11 @@ ALIBABA_ONLINE = {
     "workload": {"name": "alibaba-synthetic", "n_tasks": 60000},
     "scheduler": {"mode": "batch", "period": 1, "unlocking": {"kind": "per_step", "n": 50}},
 }
+AMAZON = {
+    "blocks": {"initial": 1, "total": 50},
+    "workload": {"name": "amazon", "n_tasks": 15000},
+    "scheduler": {"mode": "batch", "period": 1, "unlocking": {"kind": "per_step", "n": 50}},
+}
 
 FIGURES: dict[str, FigureSpec] = {
     f.name: f
@@ -194,15 +199,7 @@ FIGURES: dict[str, FigureSpec] = {
             "dpack-7a",
             "Amazon Reviews (PrivateKube macrobenchmark), 50 daily blocks, no weights",
             "DPack Fig. 7a",
-            {
-                "blocks": {"initial": 1, "total": 50},
-                "workload": {"name": "amazon", "n_tasks": 15000},
-                "scheduler": {
-                    "mode": "batch",
-                    "period": 1,
-                    "unlocking": {"kind": "per_step", "n": 50},
-                },
-            },
+            AMAZON,
             "workload.n_tasks",
             [2500, 5000, 10000, 15000],
             [2000, 5000],
@@ -215,13 +212,8 @@ FIGURES: dict[str, FigureSpec] = {
             "Amazon Reviews with random weights, 50 daily blocks",
             "DPack Fig. 7b",
             {
-                "blocks": {"initial": 1, "total": 50},
+                **AMAZON,
                 "workload": {"name": "amazon", "n_tasks": 15000, "params": {"weights": True}},
-                "scheduler": {
-                    "mode": "batch",
-                    "period": 1,
-                    "unlocking": {"kind": "per_step", "n": 50},
-                },
             },
             "workload.n_tasks",
             [2500, 5000, 10000, 15000],

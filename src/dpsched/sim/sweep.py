@@ -21,10 +21,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dpsched.errors import DpschedError, InputError
-from dpsched.sim.config import load_config, parse_config
+from dpsched.sim.config import load_config, parse_config, read_yaml_mapping
 from dpsched.sim.simulator import Simulator
 
 Cell = dict[str, Any]
@@ -43,14 +41,7 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[Cell]:
 def load_sweep(path: str | Path) -> tuple[dict[str, Any], list[Cell]]:
     """(base config as a mapping, cells) from a sweep file."""
     file = Path(path)
-    try:
-        data = yaml.safe_load(file.read_text())
-    except FileNotFoundError:
-        raise InputError("sweep", f"no such file: {file}") from None
-    except yaml.YAMLError as exc:
-        raise InputError("sweep", f"{file} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise InputError("sweep", f"{file} must be a mapping")
+    data = read_yaml_mapping(file, "sweep")
     unknown = set(data) - {"base", "config", "grid"}
     if unknown:
         raise InputError(f"sweep.{sorted(unknown)[0]}", "unknown key")
@@ -58,9 +49,7 @@ def load_sweep(path: str | Path) -> tuple[dict[str, Any], list[Cell]]:
         raise InputError("sweep", "give exactly one of 'base' (a config file) or 'config'")
     if "base" in data:
         base_path = file.parent / str(data["base"])
-        base = yaml.safe_load(base_path.read_text()) if base_path.is_file() else None
-        if not isinstance(base, dict):
-            raise InputError("sweep.base", f"no config mapping at {base_path}")
+        base = read_yaml_mapping(base_path, "sweep.base")
         load_config(base_path)  # validates, and resolves its workload path
         workload = base.get("workload")
         if isinstance(workload, dict) and isinstance(workload.get("path"), str):
