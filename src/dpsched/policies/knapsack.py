@@ -44,9 +44,11 @@ def knapsack_values(
     todo = np.flatnonzero(~everything)
     if todo.size == 0:
         return values, 0.0
-    scale, effective_eta = _weight_scale(weights, eta)
+    useful = fits_alone[:, todo].any(axis=1)
+    best_single = np.where(fits_alone[:, todo], weights[:, None], 0.0).max(axis=0)
+    scale, effective_eta = _weight_scale(weights[useful], float(best_single.min()), eta)
     scaled = np.floor(weights / scale + 1e-9).astype(np.int64)
-    keep = scaled > 0
+    keep = useful & (scaled > 0)
     values[todo] = (
         _min_demand_program(
             demand[keep][:, todo], scaled[keep], capacity[todo], fits_alone[keep][:, todo]
@@ -56,17 +58,23 @@ def knapsack_values(
     return values, effective_eta
 
 
-def _weight_scale(weights: np.ndarray, eta: float) -> tuple[float, float]:
+def _weight_scale(weights: np.ndarray, floor_optimum: float, eta: float) -> tuple[float, float]:
+    """Scale K for the weights of items that fit alone at some order.
+
+    The FPTAS loses at most n*K, and its guarantee needs that loss measured against a
+    lower bound on every order's optimum: the heaviest item that fits alone there.
+    Taking the smallest such weight over the orders (`floor_optimum`) keeps the bound
+    valid at each order; an item too large for the block must not set the scale.
+    """
     n = weights.size
     integral = np.allclose(weights, np.round(weights)) and weights.min() >= 1
     if integral and n * float(np.round(weights).sum()) <= MAX_TABLE:
         return 1.0, 0.0
-    w_max = float(weights.max())
-    scale = (2.0 / 3.0) * eta * w_max / n
+    scale = (2.0 / 3.0) * eta * floor_optimum / n
     table = float(np.floor(weights / scale).sum())
     if n * table > MAX_TABLE:
         scale *= n * table / MAX_TABLE
-    return scale, 1.5 * scale * n / w_max
+    return scale, 1.5 * scale * n / floor_optimum
 
 
 def _min_demand_program(
