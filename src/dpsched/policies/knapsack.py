@@ -31,9 +31,14 @@ def knapsack_values(
     """
     orders = capacity.size
     values = np.zeros(orders)
+    fits_alone = demand <= capacity[None, :] + TOLERANCE
+    # Items that fit no order cannot be packed: dropping them first makes the answer
+    # independent of them, so callers may pass only the items that fit somewhere.
+    useful = fits_alone.any(axis=1)
+    if not useful.all():
+        demand, weights, fits_alone = demand[useful], weights[useful], fits_alone[useful]
     if demand.shape[0] == 0:
         return values, 0.0
-    fits_alone = demand <= capacity[None, :] + TOLERANCE
     if np.all(weights == weights[0]):
         ranked = np.sort(np.where(fits_alone, demand, np.inf), axis=0)
         count = (np.cumsum(ranked, axis=0) <= capacity[None, :] + TOLERANCE).sum(axis=0)
@@ -44,11 +49,11 @@ def knapsack_values(
     todo = np.flatnonzero(~everything)
     if todo.size == 0:
         return values, 0.0
-    useful = fits_alone[:, todo].any(axis=1)
+    in_todo = fits_alone[:, todo].any(axis=1)
     best_single = np.where(fits_alone[:, todo], weights[:, None], 0.0).max(axis=0)
-    scale, effective_eta = _weight_scale(weights[useful], float(best_single.min()), eta)
+    scale, effective_eta = _weight_scale(weights[in_todo], float(best_single.min()), eta)
     scaled = np.floor(weights / scale + 1e-9).astype(np.int64)
-    keep = useful & (scaled > 0)
+    keep = in_todo & (scaled > 0)
     values[todo] = (
         _min_demand_program(
             demand[keep][:, todo], scaled[keep], capacity[todo], fits_alone[keep][:, todo]
