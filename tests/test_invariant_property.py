@@ -14,14 +14,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dpsched.budget import Accounting
-from dpsched.core import BlockSpec, Ledger, PerArrival
+from dpsched.core import BlockSpec, Ledger, PerArrival, fits, rows_fit
 from dpsched.errors import DpschedError
 from dpsched.policies import POLICIES, schedule_step
 
 ALPHAS = (1.5, 2.0, 4.0, 8.0, 32.0)
 N_BLOCKS = 3
 
-demand_values = st.floats(min_value=0.0, max_value=6.0, allow_nan=False)
+demand_values = st.one_of(
+    st.floats(min_value=0.0, max_value=6.0, allow_nan=False),
+    st.sampled_from([0.0, 0.5, 1.0, 2.5, 5.0]),  # exact ties with the unlocked budget
+)
 operation = st.one_of(
     st.tuples(
         st.just("submit"),
@@ -77,9 +80,35 @@ def run_sequence(mode: str, ops: list[tuple[object, ...]]) -> None:
                 f"refused {op} changed state"
             )
         assert ledger.invariant_violations() == [], op
+        check_fit_answers(ledger)
         spent = ledger.spent()
         within = ((spent <= ledger.capacity + 1e-9) & ledger.usable).any(axis=1)
         assert (within | ~(spent > 0).any(axis=1)).all()
+
+
+def check_fit_answers(ledger: Ledger) -> None:
+    """The ledger's incremental fit answers (bounds kept across operations) equal the
+    admission rule applied claim by claim."""
+    now = ledger.pending_fit()
+    arrays = now.view.arrays
+    fast = {str(arrays.ids[i]): bool(now.fit[i]) for i in range(arrays.n) if now.view.alive[i]}
+    pending = ledger.pending()
+    usable = ledger.usable
+    slow = {
+        c.id: fits(c.demand, ledger.unlocked[c.block_index], usable[c.block_index]) for c in pending
+    }
+    assert fast == slow
+    touching = now.touching(np.ones(ledger.capacity.shape[0], dtype=bool))
+    fast_touch = {str(arrays.ids[i]) for i in np.flatnonzero(touching)}
+    slow_touch = {
+        c.id
+        for c in pending
+        if rows_fit(c.demand, ledger.unlocked[c.block_index], usable[c.block_index]).any()
+    }
+    assert fast_touch == slow_touch
+    whole = ledger.unlocked + ledger.locked
+    ever = any(fits(c.demand, whole[c.block_index], usable[c.block_index]) for c in pending)
+    assert ledger.any_pending_could_fit() == ever
 
 
 @given(st.lists(operation, max_size=40))

@@ -6,12 +6,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from dpsched.core import ClaimState
-from dpsched.policies import POLICIES, get_policy, problem_from_ledger, schedule_step
+from dpsched.policies import POLICIES, problem_from_ledger, schedule_step
 from dpsched.sim.config import load_config, parse_config
 from dpsched.sim.reproduce import FIGURES, reproduce
 from dpsched.sim.results import SimResult
@@ -186,21 +187,31 @@ def test_budget_invariant_holds_for_any_online_run(case: dict[str, Any]) -> None
             assert claim.allocated_at <= claim.arrival + claim.timeout + 1e-9
 
 
-def test_dropping_unfit_claims_does_not_change_set_independent_policies() -> None:
+def test_steps_on_relevant_claims_decide_like_the_policy_on_every_pending_claim() -> None:
+    """schedule_step hands each policy only the claims that can matter (and reuses fit
+    bounds across steps); over a run of unlocks and steps, every policy must grant
+    exactly what it grants when it sees every pending claim."""
     sim = Simulator(parse_config(MIXED, {"scheduler.mode": "offline"}))
-    ledger = sim.ledger
     for _ in range(6):
         sim._add_block(0.0)
     for i in range(len(sim.tasks)):
         sim._submit(i, 0.0)
-    ledger.unlock(ledger.unlocked_fraction * 0 + 0.3)
     for name, policy in POLICIES.items():
-        if not policy.prefilter_safe or name == "optimal":
+        if name == "optimal":
             continue
-        full = get_policy(name).run(problem_from_ledger(ledger))
-        expected = [problem_from_ledger(ledger).ids[i] for i in full.allocated]
-        copy = type(ledger).from_dict(ledger.to_dict())
-        assert schedule_step(copy, policy, 0.0).granted == expected
+        fast = type(sim.ledger).from_dict(sim.ledger.to_dict())
+        full = type(sim.ledger).from_dict(sim.ledger.to_dict())
+        granted = 0
+        for step, fraction in enumerate((0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0)):
+            for ledger in (fast, full):
+                ledger.unlock(np.full(ledger.capacity.shape[0], fraction))
+            problem = problem_from_ledger(full)
+            expected = [problem.ids[i] for i in policy.run(problem).allocated]
+            for claim_id in expected:
+                full.allocate(claim_id, request_id=f"a{claim_id}", time=float(step))
+            assert schedule_step(fast, policy, float(step)).granted == expected, (name, step)
+            granted += len(expected)
+        assert 0 < granted < len(sim.tasks), name  # contention: the comparison has teeth
 
 
 def test_expected_orderings_on_small_seeded_runs() -> None:

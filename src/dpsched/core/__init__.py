@@ -4,7 +4,7 @@ from dpsched.core.admission import TOLERANCE, fits, rows_fit
 from dpsched.core.blocks import BlockSpec
 from dpsched.core.claims import Claim, ClaimSpec, ClaimState
 from dpsched.core.ledger import Ledger
-from dpsched.core.pending import PendingArrays
+from dpsched.core.pending import PendingArrays, PendingView
 from dpsched.core.selectors import (
     BlockSelector,
     Condition,
@@ -28,6 +28,7 @@ __all__ = [
     "Ledger",
     "Lifetime",
     "PendingArrays",
+    "PendingView",
     "PerArrival",
     "PerStep",
     "RecentSelector",

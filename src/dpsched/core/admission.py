@@ -25,6 +25,25 @@ def fits(demand: np.ndarray, available: np.ndarray, usable: np.ndarray) -> bool:
     return bool(rows_fit(demand, available, usable).all())
 
 
+def entries_fit(
+    entry_block: np.ndarray, entry_demand: np.ndarray, available: np.ndarray, usable: np.ndarray
+) -> np.ndarray:
+    """`rows_fit` for entries of many claims (entry e reads block entry_block[e])."""
+    # Fold the tolerance and the unusable orders into one small (blocks x orders) table
+    # before gathering it per entry: the gather is the costly part.
+    room = np.where(usable, available + TOLERANCE, -np.inf)
+    ok: np.ndarray = (entry_demand <= room[entry_block]).any(axis=1)
+    return ok
+
+
+def claims_from_entries(indptr: np.ndarray, entry_ok: np.ndarray) -> np.ndarray:
+    """All-or-nothing per claim, in CSR layout (claim i owns entries indptr[i]:indptr[i+1])."""
+    if indptr.size <= 1:
+        return np.zeros(0, dtype=bool)
+    fit: np.ndarray = np.logical_and.reduceat(entry_ok, indptr[:-1])
+    return fit
+
+
 def csr_claims_fit(
     indptr: np.ndarray,
     entry_block: np.ndarray,
@@ -32,13 +51,7 @@ def csr_claims_fit(
     available: np.ndarray,
     usable: np.ndarray,
 ) -> np.ndarray:
-    """`fits` for many claims at once, in CSR layout (claim i owns entries
-    indptr[i]:indptr[i+1]): one vectorised pass, shape (claims,)."""
+    """`fits` for many claims at once, in CSR layout: one vectorised pass, shape (claims,)."""
     if indptr.size <= 1:
         return np.zeros(0, dtype=bool)
-    # Fold the tolerance and the unusable orders into one small (blocks x orders) table
-    # before gathering it per entry: the gather is the costly part.
-    room = np.where(usable, available + TOLERANCE, -np.inf)
-    rows_ok = (entry_demand <= room[entry_block]).any(axis=1)
-    fit: np.ndarray = np.logical_and.reduceat(rows_ok, indptr[:-1])
-    return fit
+    return claims_from_entries(indptr, entries_fit(entry_block, entry_demand, available, usable))

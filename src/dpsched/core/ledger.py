@@ -21,7 +21,8 @@ from dpsched.budget import Accounting
 from dpsched.core.admission import TOLERANCE, fits, rows_fit
 from dpsched.core.blocks import BlockSpec
 from dpsched.core.claims import Claim, ClaimSpec, ClaimState
-from dpsched.core.pending import PendingArrays, PendingIndex
+from dpsched.core.fitting import BudgetState, PendingFit, any_fits, pending_fit
+from dpsched.core.pending import PendingArrays, PendingIndex, PendingView
 from dpsched.errors import InputError, LedgerError, from_validation_error
 
 _BUDGET_PARTS = ("capacity", "locked", "unlocked", "allocated", "consumed")
@@ -131,6 +132,27 @@ class Ledger:
         """Pending claims in submission order, as CSR arrays (cheap to call every step)."""
         return self._pending_index.arrays()
 
+    def pending_view(self) -> PendingView:
+        """Like `pending_arrays`, but departed claims may remain, flagged not alive: the
+        cheap read for callers that run every step."""
+        return self._pending_index.view()
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def pending_fit(self) -> PendingFit:
+        """Which pending claims, and which of their blocks, fit the unlocked budget now."""
+        budget = BudgetState(self.unlocked_fraction, self.unlocked, self.spent(), self.capacity)
+        return pending_fit(self._pending_index.view(), self._pending_index.hints, budget)
+
+    def any_pending_could_fit(self) -> bool:
+        """Would some pending claim fit if all remaining budget were unlocked? False means
+        no amount of waiting for unlocking can grant anything."""
+        whole = self.unlocked + self.locked
+        budget = BudgetState(np.ones(len(self._blocks)), whole, self.spent(), self.capacity)
+        return any_fits(self._pending_index.view(), self._pending_index.hints, budget)
+
     def submit(self, spec: ClaimSpec | dict[str, Any], time: float) -> Claim:
         """Resolve a claim's selector and demand now; it becomes pending or rejected.
 
@@ -189,7 +211,8 @@ class Ledger:
         field = f"claims.{spec.id}"
         if spec.demand is not None:
             row = self.accounting.demand_vector(spec.demand, f"{field}.demand")
-            demand = np.tile(row, (len(block_ids), 1))
+            demand = np.empty((len(block_ids), row.size))
+            demand[:] = row
         else:
             assert spec.demand_by_block is not None
             extra = set(spec.demand_by_block) - set(block_ids)
@@ -209,8 +232,10 @@ class Ledger:
             demand = np.vstack(rows) if rows else np.zeros((0, self.accounting.dims))
         # An infinite demand is stored as capacity + 1: never admissible at that order,
         # and it exhausts the order once the claim runs elsewhere, keeping sums finite.
-        poison = self.capacity[index] + 1.0
-        return np.where(np.isinf(demand), poison, demand)
+        infinite = np.isinf(demand)
+        if not infinite.any():
+            return demand
+        return np.where(infinite, self.capacity[index] + 1.0, demand)
 
     def _never_fits(self, spec: ClaimSpec, claim: Claim) -> str | None:
         if len(claim.block_ids) < spec.min_blocks:
@@ -310,6 +335,7 @@ class Ledger:
         rows = claim.block_index
         self.allocated[rows] -= claim.allocated
         self.unlocked[rows] += claim.allocated
+        self._pending_index.forget_hints()
         claim.allocated = np.zeros_like(claim.allocated)
         claim.state = ClaimState.RELEASED
         claim.finished_at = time
@@ -333,8 +359,9 @@ class Ledger:
 
     def expire_due(self, time: float) -> list[str]:
         """Expire every pending claim whose timeout has passed at `time`."""
-        pending = self.pending_arrays()
-        due = [str(pending.ids[i]) for i in np.flatnonzero(pending.deadline <= time + TOLERANCE)]
+        view = self.pending_view()
+        late = view.alive & (view.arrays.deadline <= time + TOLERANCE)
+        due = [str(view.arrays.ids[i]) for i in np.flatnonzero(late)]
         for claim_id in due:
             self.expire(claim_id, request_id=f"expire:{claim_id}", time=time)
         return due

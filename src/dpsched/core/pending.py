@@ -3,7 +3,9 @@
 A scheduling step needs every pending claim's demand as flat arrays. Rebuilding
 them from tens of thousands of per-claim arrays at every step dominated online
 runs, so the ledger keeps them here: arrivals are buffered and appended once per
-read, and departures are dropped with one vectorised mask at the next read.
+read, and departures only clear an `alive` flag. Copying out the survivors costs
+as much as a whole fit check, so it happens once departed claims are half of the
+arrays (amortised), or when a caller asks for the compact `arrays()`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dpsched.core.claims import Claim
+from dpsched.core.fitting import FitHints
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,20 +42,31 @@ class PendingArrays:
         return int(self.claims.size)
 
     def subset(self, keep: np.ndarray) -> PendingArrays:
-        """The claims where `keep` (a boolean mask over claims) is true."""
-        counts = np.diff(self.indptr)
-        entry_keep = np.repeat(keep, counts)
+        """The claims where `keep` (a boolean mask over claims) is true.
+
+        Costs in proportion to what is kept: steps take small subsets of large arrays."""
+        chosen = np.flatnonzero(keep)
+        entries = self.entries_of(chosen)
+        lengths = np.diff(self.indptr)[chosen]
         return PendingArrays(
-            claims=self.claims[keep],
-            ids=self.ids[keep],
-            seq=self.seq[keep],
-            weights=self.weights[keep],
-            arrival=self.arrival[keep],
-            deadline=self.deadline[keep],
-            indptr=np.concatenate([[0], np.cumsum(counts[keep])]).astype(np.int64),
-            entry_block=self.entry_block[entry_keep],
-            entry_demand=self.entry_demand[entry_keep],
+            claims=self.claims[chosen],
+            ids=self.ids[chosen],
+            seq=self.seq[chosen],
+            weights=self.weights[chosen],
+            arrival=self.arrival[chosen],
+            deadline=self.deadline[chosen],
+            indptr=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            entry_block=self.entry_block[entries],
+            entry_demand=self.entry_demand[entries],
         )
+
+    def entries_of(self, claims: np.ndarray) -> np.ndarray:
+        """Entry indices of the given claims (indices, in order), concatenated."""
+        starts = self.indptr[claims]
+        lengths = self.indptr[claims + 1] - starts
+        offsets = np.cumsum(lengths) - lengths
+        entries: np.ndarray = np.repeat(starts - offsets, lengths) + np.arange(lengths.sum())
+        return entries
 
 
 def _empty(dims: int) -> PendingArrays:
@@ -110,12 +124,24 @@ def _concat(first: PendingArrays, second: PendingArrays) -> PendingArrays:
     )
 
 
+@dataclass(frozen=True, eq=False)
+class PendingView:
+    """Pending claims with departed ones possibly still in place (`alive` false): what a
+    scheduling step reads, without paying for a copy after every departure."""
+
+    arrays: PendingArrays
+    alive: np.ndarray
+
+
 class PendingIndex:
     """Incrementally maintained `PendingArrays` of the ledger's pending claims."""
 
     def __init__(self, dims: int) -> None:
         self._dims = dims
         self._arrays = _empty(dims)
+        self._alive = np.zeros(0, dtype=bool)
+        self.hints = FitHints.unknown(0, 0)
+        """Fit thresholds aligned with the entries of the current arrays (`core.fitting`)."""
         self._added: list[Claim] = []
         self._removed: list[int] = []
         self._seq: dict[str, int] = {}
@@ -129,15 +155,43 @@ class PendingIndex:
     def remove(self, claim_id: str) -> None:
         self._removed.append(self._seq.pop(claim_id))
 
+    def view(self) -> PendingView:
+        self._sync()
+        return PendingView(self._arrays, self._alive)
+
     def arrays(self) -> PendingArrays:
-        if not self._removed and not self._added:
-            return self._arrays
-        current = self._arrays
-        removed = np.asarray(self._removed, dtype=np.int64)
-        if removed.size:
-            current = current.subset(~np.isin(current.seq, removed))
-        added = [c for c in self._added if c.id in self._seq]
-        fresh = _stack(added, [self._seq[c.id] for c in added], self._dims)
-        self._arrays = _concat(current, fresh)
-        self._added, self._removed = [], []
+        self._sync()
+        if not self._alive.all():
+            self._compact()
         return self._arrays
+
+    def _sync(self) -> None:
+        if not self._removed and not self._added:
+            return
+        seq = self._arrays.seq
+        if self._removed and seq.size:
+            removed = np.asarray(self._removed, dtype=np.int64)
+            position = np.minimum(np.searchsorted(seq, removed), seq.size - 1)
+            present = position[seq[position] == removed]
+            if present.size:
+                self._alive = self._alive.copy()  # views handed out stay unchanged
+                self._alive[present] = False
+        added = [c for c in self._added if c.id in self._seq]
+        if added:
+            fresh = _stack(added, [self._seq[c.id] for c in added], self._dims)
+            self._arrays = _concat(self._arrays, fresh)
+            self.hints = self.hints.extend(FitHints.unknown(fresh.n, fresh.entry_block.size))
+            self._alive = np.concatenate([self._alive, np.ones(fresh.n, dtype=bool)])
+        self._added, self._removed = [], []
+        if 2 * int(self._alive.sum()) < self._alive.size:
+            self._compact()
+
+    def forget_hints(self) -> None:
+        """Thresholds are lower bounds only while spent budget grows; a release breaks that."""
+        self.hints = FitHints.unknown(self._arrays.n, self.hints.theta.size)
+
+    def _compact(self) -> None:
+        entry_keep = np.repeat(self._alive, np.diff(self._arrays.indptr))
+        self.hints = self.hints.subset(self._alive, entry_keep)
+        self._arrays = self._arrays.subset(self._alive)
+        self._alive = np.ones(self._arrays.n, dtype=bool)

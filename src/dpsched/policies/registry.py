@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
@@ -25,10 +25,11 @@ class Policy:
     summary: str
     options_model: type[BaseModel]
     solve: Callable[[Problem, Any], PolicyResult]
-    prefilter_safe: bool
-    """True when dropping the claims that cannot fit now never changes the decision (their
-    rank or the optimum does not depend on them), so a step may solve the smaller problem.
-    DPack's knapsack-derived efficiencies depend on every pending claim, so it may not."""
+    relevant: Literal["fitting", "touching"]
+    """Which pending claims can change the decision, so a step may drop the others:
+    "fitting" when a claim's rank (or the optimum) depends only on itself, so claims that
+    cannot fit now are irrelevant; "touching" for DPack, whose knapsacks on the blocks of
+    fitting claims also count every claim that fits that block on its own."""
 
     def options(self, values: Mapping[str, Any] | None = None) -> BaseModel:
         """Validated options; an unknown key or a bad value names the option."""
@@ -51,11 +52,17 @@ class Policy:
 POLICIES: dict[str, Policy] = {
     p.name: p
     for p in (
-        Policy("fcfs", "arrival order, first fit", FcfsOptions, fcfs, True),
-        Policy("dpf", "Dominant Private-block Fairness (PrivateKube)", DpfOptions, dpf, True),
-        Policy("area", "weight / normalised demand area (DPack Eq. 4)", AreaOptions, area, True),
-        Policy("dpack", "best-order efficiency, greedy (DPack Alg. 1)", DpackOptions, dpack, False),
-        Policy("optimal", "exact privacy-knapsack MILP (HiGHS)", OptimalOptions, optimal, True),
+        Policy("fcfs", "arrival order, first fit", FcfsOptions, fcfs, "fitting"),
+        Policy("dpf", "Dominant Private-block Fairness (PrivateKube)", DpfOptions, dpf, "fitting"),
+        Policy(
+            "area", "weight / normalised demand area (DPack Eq. 4)", AreaOptions, area, "fitting"
+        ),
+        Policy(
+            "dpack", "best-order efficiency, greedy (DPack Alg. 1)", DpackOptions, dpack, "touching"
+        ),
+        Policy(
+            "optimal", "exact privacy-knapsack MILP (HiGHS)", OptimalOptions, optimal, "fitting"
+        ),
     )
 }
 

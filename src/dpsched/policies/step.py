@@ -14,7 +14,6 @@ import numpy as np
 from pydantic import BaseModel
 
 from dpsched.core import Ledger, PendingArrays
-from dpsched.core.admission import csr_claims_fit
 from dpsched.policies.problem import Problem
 from dpsched.policies.registry import Policy
 from dpsched.policies.result import PolicyResult
@@ -59,19 +58,21 @@ def schedule_step(
     """Grant, in the policy's order, the pending claims it picks from unlocked budget.
 
     A policy only ever grants claims that fit, and budget only shrinks within a step,
-    so when no pending claim fits on its own the policy is not run at all; and where
-    the policy allows it, claims that cannot fit are dropped before it runs.
+    so when no pending claim fits on its own the policy is not run at all; otherwise
+    it sees only the claims that can change its decision (`Policy.relevant`). Online,
+    those are a few hundred of tens of thousands pending.
     """
-    pending = ledger.pending_arrays()
-    fit = csr_claims_fit(
-        pending.indptr, pending.entry_block, pending.entry_demand, ledger.unlocked, ledger.usable
-    )
+    now = ledger.pending_fit()
+    pending, fit = now.view.arrays, now.fit
     if not fit.any():
         # Nothing can be granted, and granting nothing is then provably optimal.
         return StepOutcome([], PolicyResult([], status="optimal"), 0)
-    if policy.prefilter_safe and not fit.all():
-        pending = pending.subset(fit)
-        fit = np.ones(pending.n, dtype=bool)
+    if policy.relevant == "touching":
+        keep = fit | now.touching(now.blocks_of_fitting(ledger.capacity.shape[0]))
+    else:
+        keep = fit
+    if not keep.all():
+        pending, fit = pending.subset(keep), fit[keep]
     result = policy.run(problem_from_pending(ledger, pending, fit), options)
     granted = []
     for index in result.allocated:

@@ -1,0 +1,236 @@
+"""Which pending claims fit now, without comparing every entry at every order each step.
+
+An entry (one block of one claim) fits when some usable order a has room:
+d_a <= f * c_a - s_a + tol, with f the block's unlocked fraction, c its capacity
+and s what it has granted. That is f >= theta = min_a (d_a + s_a - tol) / c_a: one
+number per entry, whatever the number of orders. Unlocking only raises f and
+grants only raise s, so a theta computed earlier stays a lower bound; and the
+same formula at the order that was the minimum then, with today's s, is an upper
+bound. Hence, per step:
+
+- a claim is skipped at the cost of one comparison while one of its entries (its
+  "witness") still has a lower bound above f: online, almost every pending claim;
+- for the other claims, an entry whose upper bound is below f fits for sure, one
+  whose lower bound is above f does not, and only the entries in between get a
+  fresh theta (all orders); the exact budget comparison settles any theta within
+  rounding distance of f.
+
+So the answer is always the ledger's own admission rule (`admission.rows_fit`).
+A release lowers s and breaks the lower bounds: the ledger then forgets them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dpsched.core.admission import TOLERANCE, claims_from_entries
+
+if TYPE_CHECKING:
+    from dpsched.core.pending import PendingArrays, PendingView
+
+MARGIN = 1e-6
+"""Slack, in fractions of capacity, around every bound: far above the rounding between
+the ledger's unlocked budget and f * capacity - spent, so nothing is ever missed."""
+
+
+@dataclass
+class FitHints:
+    """Per pending entry: a lower bound on its threshold and the order that attained it
+    (-1: unknown). Per claim: the lower bound and block of one entry that kept it from
+    fitting (its witness; -inf: none), copied out so that skipping a claim reads two
+    small contiguous arrays; and the same bound for the whole remaining budget."""
+
+    theta: np.ndarray
+    order: np.ndarray
+    bar: np.ndarray
+    bar_block: np.ndarray
+    bar_whole: np.ndarray
+
+    @classmethod
+    def unknown(cls, claims: int, entries: int) -> FitHints:
+        # theta -1 is below any fraction, and without an order there is no upper bound:
+        # unknown entries always get a fresh threshold.
+        return cls(
+            theta=np.full(entries, -1.0),
+            order=np.full(entries, -1, dtype=np.int64),
+            bar=np.full(claims, -np.inf),
+            bar_block=np.zeros(claims, dtype=np.int64),
+            bar_whole=np.full(claims, -np.inf),
+        )
+
+    def subset(self, keep: np.ndarray, entry_keep: np.ndarray) -> FitHints:
+        return FitHints(
+            theta=self.theta[entry_keep],
+            order=self.order[entry_keep],
+            bar=self.bar[keep],
+            bar_block=self.bar_block[keep],
+            bar_whole=self.bar_whole[keep],
+        )
+
+    def extend(self, other: FitHints) -> FitHints:
+        return FitHints(
+            theta=np.concatenate([self.theta, other.theta]),
+            order=np.concatenate([self.order, other.order]),
+            bar=np.concatenate([self.bar, other.bar]),
+            bar_block=np.concatenate([self.bar_block, other.bar_block]),
+            bar_whole=np.concatenate([self.bar_whole, other.bar_whole]),
+        )
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    """What fitting is measured against: available = fraction * capacity - spent."""
+
+    fraction: np.ndarray
+    available: np.ndarray
+    spent: np.ndarray
+    capacity: np.ndarray
+
+
+def thresholds(
+    demand: np.ndarray, spent: np.ndarray, capacity: np.ndarray, usable: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Least unlocked fraction at which each row fits, and the order attaining it
+    (inf and -1 where no order is usable)."""
+    ratio = np.full(demand.shape, np.inf)
+    np.divide(demand + spent - TOLERANCE, capacity, out=ratio, where=usable)
+    order = ratio.argmin(axis=1)
+    theta = ratio[np.arange(order.size), order]
+    return theta, np.where(np.isfinite(theta), order, -1)
+
+
+def _entries_ok(
+    arrays: PendingArrays, hints: FitHints, budget: BudgetState, entries: np.ndarray
+) -> np.ndarray:
+    """Exact fit of the given entries, deciding by the bounds where they can."""
+    blocks = arrays.entry_block[entries]
+    f = budget.fraction[blocks]
+    theta = hints.theta[entries]
+    order = hints.order[entries]
+    known = np.flatnonzero(order >= 0)
+    ok = np.zeros(entries.size, dtype=bool)
+    if known.size:
+        at, rows = order[known], blocks[known]
+        demand_at = arrays.entry_demand[entries[known], at]
+        upper = (demand_at + budget.spent[rows, at] - TOLERANCE) / budget.capacity[rows, at]
+        ok[known] = upper <= f[known] - MARGIN
+    unsure = np.flatnonzero(~ok & (theta <= f + MARGIN))
+    if unsure.size:
+        index, rows = entries[unsure], blocks[unsure]
+        demand = arrays.entry_demand[index]
+        usable = budget.capacity[rows] > 0
+        fresh, best = thresholds(demand, budget.spent[rows], budget.capacity[rows], usable)
+        hints.theta[index] = fresh
+        hints.order[index] = best
+        ok[unsure] = fresh <= f[unsure] - MARGIN
+        # Only a fresh threshold within MARGIN of f leaves the answer to rounding.
+        close = np.flatnonzero(np.abs(fresh - f[unsure]) <= MARGIN)
+        if close.size:
+            room = np.where(usable[close], budget.available[rows[close]] + TOLERANCE, -np.inf)
+            ok[unsure[close]] = (demand[close] <= room).any(axis=1)
+    return ok
+
+
+def _first_max_per_segment(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Local index of the first maximum in each consecutive segment of `values`."""
+    starts = np.cumsum(lengths) - lengths
+    top = np.maximum.reduceat(values, starts)
+    segment = np.repeat(np.arange(lengths.size), lengths)
+    hits = np.flatnonzero(values >= top[segment])
+    hit_segment = segment[hits]
+    first = np.flatnonzero(np.diff(hit_segment, prepend=-1))  # hits ascend, so do segments
+    local = np.zeros(lengths.size, dtype=np.int64)
+    local[hit_segment[first]] = hits[first] - starts[hit_segment[first]]
+    return local
+
+
+@dataclass(frozen=True, eq=False)
+class PendingFit:
+    """The pending claims (departed ones included, never fitting) and which fit now."""
+
+    view: PendingView
+    fit: np.ndarray
+    """Per claim: alive and every entry fits."""
+    hints: FitHints
+    budget: BudgetState
+
+    def touching(self, blocks: np.ndarray) -> np.ndarray:
+        """Per claim: alive with an entry that fits on its own on one of `blocks` (a mask)."""
+        arrays = self.view.arrays
+        entries = np.flatnonzero(blocks[arrays.entry_block])
+        touch = np.zeros(arrays.n, dtype=bool)
+        ok = entries[_entries_ok(arrays, self.hints, self.budget, entries)]
+        touch[np.searchsorted(arrays.indptr, ok, side="right") - 1] = True
+        touch &= self.view.alive
+        return touch
+
+    def blocks_of_fitting(self, n_blocks: int) -> np.ndarray:
+        """Mask of the blocks that some fitting claim reads."""
+        arrays = self.view.arrays
+        mask = np.zeros(n_blocks, dtype=bool)
+        mask[arrays.entry_block[arrays.entries_of(np.flatnonzero(self.fit))]] = True
+        return mask
+
+
+def _candidates(view: PendingView, hints: FitHints, budget: BudgetState, whole: bool) -> np.ndarray:
+    """Alive claims not excluded by their witness (indices, ascending)."""
+    if whole:
+        blocked = hints.bar_whole > 1.0 + MARGIN
+    else:
+        blocked = hints.bar > budget.fraction[hints.bar_block] + MARGIN
+    candidates: np.ndarray = np.flatnonzero(view.alive & ~blocked)
+    return candidates
+
+
+def _evaluate(
+    arrays: PendingArrays,
+    hints: FitHints,
+    budget: BudgetState,
+    claims: np.ndarray,
+    whole: bool,
+) -> np.ndarray:
+    """Exact fit of the given claims; each one that does not fit gets a new witness: its
+    entry furthest from fitting."""
+    entries = arrays.entries_of(claims)
+    ok = _entries_ok(arrays, hints, budget, entries)
+    lengths = arrays.indptr[claims + 1] - arrays.indptr[claims]
+    starts = np.cumsum(lengths) - lengths
+    fits_now = claims_from_entries(np.append(starts, entries.size), ok)
+    blocks = arrays.entry_block[entries]
+    theta = hints.theta[entries]
+    gap = np.where(ok, -np.inf, theta - budget.fraction[blocks])
+    witness = starts + _first_max_per_segment(gap, lengths)
+    bar = np.where(fits_now, -np.inf, theta[witness])
+    if whole:
+        hints.bar_whole[claims] = bar
+    else:
+        hints.bar[claims] = bar
+        hints.bar_block[claims] = blocks[witness]
+    return fits_now
+
+
+def pending_fit(view: PendingView, hints: FitHints, budget: BudgetState) -> PendingFit:
+    """Which pending claims fit the unlocked budget `budget` on their own."""
+    fit = np.zeros(view.arrays.n, dtype=bool)
+    candidates = _candidates(view, hints, budget, whole=False)
+    if candidates.size:
+        fit[candidates] = _evaluate(view.arrays, hints, budget, candidates, whole=False)
+    return PendingFit(view, fit, hints, budget)
+
+
+def any_fits(view: PendingView, hints: FitHints, budget: BudgetState) -> bool:
+    """Does some pending claim fit the whole remaining budget `budget`? Claims that fit
+    last time are tried first, in small batches, so the usual answer costs little."""
+    candidates = _candidates(view, hints, budget, whole=True)
+    fitted_before = hints.bar_whole[candidates] == -np.inf
+    ordered = np.concatenate([candidates[fitted_before], candidates[~fitted_before]])
+    start, size = 0, 64
+    while start < ordered.size:
+        batch = ordered[start : start + size]
+        if _evaluate(view.arrays, hints, budget, np.sort(batch), whole=True).any():
+            return True
+        start, size = start + size, size * 4
+    return False
