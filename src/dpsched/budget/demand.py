@@ -28,6 +28,8 @@ class RdpDemand(BaseModel):
     @field_validator("rdp")
     @classmethod
     def _non_negative(cls, values: tuple[float, ...]) -> tuple[float, ...]:
+        if all(v >= 0 for v in values):  # NaN fails this too; the loop below names it
+            return values
         for i, v in enumerate(values):
             if math.isnan(v) or v < 0:
                 raise ValueError(f"entry {i} must be a non-negative number (inf allowed), got {v}")

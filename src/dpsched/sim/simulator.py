@@ -39,7 +39,7 @@ from dpsched.core import (
     RecentSelector,
     Unlocking,
 )
-from dpsched.core.admission import TOLERANCE, csr_claims_fit
+from dpsched.core.admission import TOLERANCE
 from dpsched.policies import get_policy, schedule_step
 from dpsched.sim.arrivals import claim_arrivals
 from dpsched.sim.config import SimConfig
@@ -111,6 +111,7 @@ class Simulator:
         self._fit_cache: tuple[int, bool] | None = None
         self._granted_last = False
         self._arrivals: simpy.Event = self.env.event()
+        self._selectors: dict[int, RecentSelector] = {}
 
     # ------------------------------------------------------------ arrivals
     def _block_times(self) -> np.ndarray:
@@ -143,11 +144,13 @@ class Simulator:
         k = min(task.n_blocks, available)
         selector: RecentSelector | ExplicitSelector
         if task.selection == "most_recent":
-            selector = RecentSelector(most_recent=max(k, 1))
+            selector = self._recent(max(k, 1))
         else:
             chosen = np.sort(self._pick.choice(available, size=k, replace=False))
             selector = ExplicitSelector(ids=tuple(f"b{j:04d}" for j in chosen))
-        spec = ClaimSpec(
+        # Every field was validated when the workload and config were built; validating
+        # 100,000 specs again costs more than simulating them.
+        spec = ClaimSpec.model_construct(
             id=f"c{i:0{self._width}d}",
             weight=task.weight,
             arrival=now,
@@ -159,6 +162,12 @@ class Simulator:
         if claim.state is ClaimState.PENDING:
             self.unlocking.on_claim_submitted(self.ledger, claim, now)
         self._submitted += 1
+
+    def _recent(self, count: int) -> RecentSelector:
+        selector = self._selectors.get(count)
+        if selector is None:
+            selector = self._selectors[count] = RecentSelector(most_recent=count)
+        return selector
 
     def _blocks_process(self) -> Generator[simpy.Event, Any, None]:
         times = self._block_times()
@@ -232,8 +241,7 @@ class Simulator:
             return True
         if not self._arrivals_done():
             return False
-        pending = self.ledger.pending_arrays()
-        if pending.n == 0:
+        if self.ledger.pending_count == 0:
             return True
         if not self._time_unlocking() or (self.ledger.unlocked_fraction >= 1.0).all():
             return True
@@ -246,12 +254,7 @@ class Simulator:
         ledger = self.ledger
         key = ledger.revision
         if self._fit_cache is None or self._fit_cache[0] != key:
-            pending = ledger.pending_arrays()
-            whole = ledger.unlocked + ledger.locked
-            fit = csr_claims_fit(
-                pending.indptr, pending.entry_block, pending.entry_demand, whole, ledger.usable
-            )
-            self._fit_cache = (key, bool(fit.any()))
+            self._fit_cache = (key, ledger.any_pending_could_fit())
         return self._fit_cache[1]
 
     def _controller(self) -> Generator[simpy.Event, Any, None]:

@@ -112,6 +112,13 @@ class Task:
     gap: float | None = None
     """Trace inter-arrival time before this task (Alibaba's relative_submit_time)."""
 
+    def __post_init__(self) -> None:
+        # Checked here once, so the simulator can submit tasks without re-validating.
+        if not (np.isfinite(self.weight) and self.weight > 0):
+            raise InputError(f"tasks.{self.name}.weight", f"must be > 0, got {self.weight}")
+        if self.n_blocks < 1:
+            raise InputError(f"tasks.{self.name}.n_blocks", f"must be >= 1, got {self.n_blocks}")
+
 
 @dataclass(frozen=True)
 class Workload:
