@@ -103,7 +103,7 @@ def main() -> int:
             f"{row['peak_mb']:.0f}",
             "yes" if ok else "NO",
         )
-    Console().print(table)
+    Console(width=120).print(table)
     return 1 if missed else 0
 
 

@@ -47,6 +47,8 @@ class FitHints:
     order: np.ndarray
     bar: np.ndarray
     bar_block: np.ndarray
+    bar_entry: np.ndarray
+    """The witness's position among its claim's entries."""
     bar_whole: np.ndarray
 
     @classmethod
@@ -58,6 +60,7 @@ class FitHints:
             order=np.full(entries, -1, dtype=np.int64),
             bar=np.full(claims, -np.inf),
             bar_block=np.zeros(claims, dtype=np.int64),
+            bar_entry=np.zeros(claims, dtype=np.int64),
             bar_whole=np.full(claims, -np.inf),
         )
 
@@ -67,6 +70,7 @@ class FitHints:
             order=self.order[entry_keep],
             bar=self.bar[keep],
             bar_block=self.bar_block[keep],
+            bar_entry=self.bar_entry[keep],
             bar_whole=self.bar_whole[keep],
         )
 
@@ -76,6 +80,7 @@ class FitHints:
             order=np.concatenate([self.order, other.order]),
             bar=np.concatenate([self.bar, other.bar]),
             bar_block=np.concatenate([self.bar_block, other.bar_block]),
+            bar_entry=np.concatenate([self.bar_entry, other.bar_entry]),
             bar_whole=np.concatenate([self.bar_whole, other.bar_whole]),
         )
 
@@ -209,13 +214,40 @@ def _evaluate(
     else:
         hints.bar[claims] = bar
         hints.bar_block[claims] = blocks[witness]
+        hints.bar_entry[claims] = witness - starts
     return fits_now
+
+
+def _recheck_witnesses(
+    arrays: PendingArrays, hints: FitHints, budget: BudgetState, candidates: np.ndarray
+) -> np.ndarray:
+    """Drop the candidates whose witness, with a fresh threshold, still does not fit.
+
+    A witness's bound goes stale when its block grants something; refreshing that one
+    entry is far cheaper than re-examining every entry of the claim."""
+    held = np.flatnonzero(hints.bar[candidates] > -np.inf)
+    if held.size == 0:
+        return candidates
+    claims = candidates[held]
+    entry = arrays.indptr[claims] + hints.bar_entry[claims]
+    rows = arrays.entry_block[entry]
+    capacity = budget.capacity[rows]
+    theta, order = thresholds(
+        arrays.entry_demand[entry], budget.spent[rows], capacity, capacity > 0
+    )
+    hints.theta[entry], hints.order[entry], hints.bar[claims] = theta, order, theta
+    keep = np.ones(candidates.size, dtype=bool)
+    keep[held[theta > budget.fraction[rows] + MARGIN]] = False
+    remaining: np.ndarray = candidates[keep]
+    return remaining
 
 
 def pending_fit(view: PendingView, hints: FitHints, budget: BudgetState) -> PendingFit:
     """Which pending claims fit the unlocked budget `budget` on their own."""
     fit = np.zeros(view.arrays.n, dtype=bool)
-    candidates = _candidates(view, hints, budget, whole=False)
+    candidates = _recheck_witnesses(
+        view.arrays, hints, budget, _candidates(view, hints, budget, whole=False)
+    )
     if candidates.size:
         fit[candidates] = _evaluate(view.arrays, hints, budget, candidates, whole=False)
     return PendingFit(view, fit, hints, budget)
