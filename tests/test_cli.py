@@ -84,7 +84,7 @@ def test_compare_prints_one_row_per_policy() -> None:
     rows = {
         line.split("│")[1].strip(): line for line in run.stdout.splitlines() if line.count("│") > 5
     }
-    assert set(rows) == {"fcfs", "dpf", "area", "dpack", "optimal"}
+    assert set(rows) == {"fcfs", "dpf", "area", "dpack", "optimal", "rr"}
     assert "2/6" in rows["dpf"] and "4/6" in rows["dpack"]
 
 

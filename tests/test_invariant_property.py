@@ -1,6 +1,6 @@
 """The safety invariant under arbitrary operation sequences, for both accounting modes.
 
-After every operation (successful or refused): capacity = locked + unlocked +
+After every operation (successful or refused): capacity = locked + unlocked + reserved +
 allocated + consumed per order, locked >= 0, and every block that granted anything
 stays within capacity at some usable order. Refused operations change nothing.
 """
@@ -36,7 +36,8 @@ operation = st.one_of(
     st.tuples(st.just("release"), st.integers(0, 30)),
     st.tuples(st.just("expire"), st.integers(0, 30)),
     st.tuples(st.just("unlock"), st.floats(0.0, 1.0)),
-    st.tuples(st.just("schedule"), st.sampled_from(["fcfs", "dpf", "area", "dpack"])),
+    st.tuples(st.just("reserve"), st.integers(0, 30), st.floats(0.0, 1.5)),
+    st.tuples(st.just("schedule"), st.sampled_from(["fcfs", "dpf", "area", "dpack", "rr"])),
 )
 
 
@@ -50,7 +51,9 @@ def run_sequence(mode: str, ops: list[tuple[object, ...]]) -> None:
     for step, op in enumerate(ops):
         before = json.dumps(ledger.to_dict(), sort_keys=True)
         kind = op[0]
-        claim_id = f"c{op[1]}" if kind in ("allocate", "consume", "release", "expire") else ""
+        claim_id = (
+            f"c{op[1]}" if kind in ("allocate", "consume", "release", "expire", "reserve") else ""
+        )
         try:
             if kind == "submit":
                 blocks, values = op[1], op[2]
@@ -71,6 +74,12 @@ def run_sequence(mode: str, ops: list[tuple[object, ...]]) -> None:
                 ledger.release(claim_id, request_id=f"r{step}", time=float(step))
             elif kind == "expire":
                 ledger.expire(claim_id, request_id=f"r{step}", time=float(step))
+            elif kind == "reserve":
+                # Up to 1.5x of what may legally be reserved: the excess must be refused.
+                claim = ledger.claim(claim_id)
+                room = np.maximum(ledger.unlocked[claim.block_index], 0.0)
+                amount = np.minimum(claim.demand - claim.reserved, room) * float(op[2])
+                ledger.reserve(claim_id, amount, request_id=f"r{step}", time=float(step))
             elif kind == "unlock":
                 ledger.unlock(np.full(N_BLOCKS, float(op[1])))
             else:

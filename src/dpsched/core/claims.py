@@ -77,6 +77,8 @@ class Claim:
     state: ClaimState = ClaimState.PENDING
     allocated: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     consumed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    reserved: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    """Budget set aside for this pending claim (round robin), given back if it expires."""
     reason: str | None = None
     allocated_at: float | None = None
     finished_at: float | None = None
@@ -86,6 +88,8 @@ class Claim:
             self.allocated = np.zeros_like(self.demand)
         if self.consumed.shape != self.demand.shape:
             self.consumed = np.zeros_like(self.demand)
+        if self.reserved.shape != self.demand.shape:
+            self.reserved = np.zeros_like(self.demand)
 
     @property
     def deadline(self) -> float | None:
@@ -103,6 +107,7 @@ class Claim:
             "state": self.state.value,
             "allocated": self.allocated.tolist(),
             "consumed": self.consumed.tolist(),
+            "reserved": self.reserved.tolist(),
             "reason": self.reason,
             "allocated_at": self.allocated_at,
             "finished_at": self.finished_at,
@@ -124,6 +129,7 @@ class Claim:
             state=ClaimState(data["state"]),
             allocated=matrix("allocated"),
             consumed=matrix("consumed"),
+            reserved=matrix("reserved") if "reserved" in data else np.zeros((0, 0)),
             reason=data["reason"],
             allocated_at=data["allocated_at"],
             finished_at=data["finished_at"],

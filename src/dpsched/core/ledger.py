@@ -5,7 +5,9 @@ clock or a disk, and the full state round-trips through plain JSON-able dicts, s
 the simulator, the budget service and the Kubernetes operator can all drive (and
 persist) the same object. Every refused operation raises before mutating anything.
 
-Per block and order: capacity = locked + unlocked + allocated + consumed.
+Per block and order: capacity = locked + unlocked + reserved + allocated + consumed.
+`reserved` is unlocked budget set aside for particular pending claims (round robin
+accumulates shares there until a claim's demand is covered).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dpsched.core.fitting import BudgetState, PendingFit, any_fits, pending_fit
 from dpsched.core.pending import PendingArrays, PendingIndex, PendingView
 from dpsched.errors import InputError, LedgerError, from_validation_error
 
-_BUDGET_PARTS = ("capacity", "locked", "unlocked", "allocated", "consumed")
+_BUDGET_PARTS = ("capacity", "locked", "unlocked", "reserved", "allocated", "consumed")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Ledger:
         self.capacity = np.zeros((0, dims))
         self.locked = np.zeros((0, dims))
         self.unlocked = np.zeros((0, dims))
+        self.reserved = np.zeros((0, dims))
         self.allocated = np.zeros((0, dims))
         self.consumed = np.zeros((0, dims))
         self.unlocked_fraction = np.zeros(0)
@@ -91,6 +94,7 @@ class Ledger:
         self.capacity = np.vstack([self.capacity, capacity[None, :]])
         self.locked = np.vstack([self.locked, capacity[None, :]])
         self.unlocked = np.vstack([self.unlocked, zeros])
+        self.reserved = np.vstack([self.reserved, zeros])
         self.allocated = np.vstack([self.allocated, zeros])
         self.consumed = np.vstack([self.consumed, zeros])
         self.unlocked_fraction = np.append(self.unlocked_fraction, 0.0)
@@ -142,15 +146,20 @@ class Ledger:
         return len(self._pending)
 
     def pending_fit(self) -> PendingFit:
-        """Which pending claims, and which of their blocks, fit the unlocked budget now."""
-        budget = BudgetState(self.unlocked_fraction, self.unlocked, self.spent(), self.capacity)
+        """Which pending claims, and which of their blocks, fit the unlocked budget now.
+
+        A claim's own reservation is not counted: only round robin reserves, and it
+        grants by its own rule."""
+        budget = BudgetState(
+            self.unlocked_fraction, self.unlocked, self._committed(), self.capacity
+        )
         return pending_fit(self._pending_index.view(), self._pending_index.hints, budget)
 
     def any_pending_could_fit(self) -> bool:
         """Would some pending claim fit if all remaining budget were unlocked? False means
         no amount of waiting for unlocking can grant anything."""
         whole = self.unlocked + self.locked
-        budget = BudgetState(np.ones(len(self._blocks)), whole, self.spent(), self.capacity)
+        budget = BudgetState(np.ones(len(self._blocks)), whole, self._committed(), self.capacity)
         return any_fits(self._pending_index.view(), self._pending_index.hints, budget)
 
     def submit(self, spec: ClaimSpec | dict[str, Any], time: float) -> Claim:
@@ -266,22 +275,25 @@ class Ledger:
     def can_run(self, claim_id: str) -> bool:
         claim = self.claim(claim_id)
         rows = claim.block_index
-        return fits(claim.demand, self.unlocked[rows], self.usable[rows])
+        return fits(claim.demand, self.unlocked[rows] + claim.reserved, self.usable[rows])
 
     def allocate(self, claim_id: str, *, request_id: str, time: float) -> Claim:
-        """Grant the claim's whole demand on all its blocks from unlocked budget, or nothing."""
+        """Grant the claim's whole demand on all its blocks, or nothing: from its own
+        reservation first, the rest from unlocked budget."""
         claim = self.claim(claim_id)
         if self._replayed(request_id, "allocate", claim_id):
             return claim
         self._expect(claim, ClaimState.PENDING, "allocate")
         rows = claim.block_index
-        ok = rows_fit(claim.demand, self.unlocked[rows], self.usable[rows])
+        ok = rows_fit(claim.demand, self.unlocked[rows] + claim.reserved, self.usable[rows])
         if not ok.all():
             short = [b for b, fit in zip(claim.block_ids, ok, strict=True) if not fit]
             raise LedgerError(
                 f"claim {claim_id}", f"not enough unlocked budget on blocks {short} at any order"
             )
-        self.unlocked[rows] -= claim.demand
+        self.unlocked[rows] += claim.reserved - claim.demand
+        self.reserved[rows] -= claim.reserved
+        claim.reserved = np.zeros_like(claim.reserved)
         self.allocated[rows] += claim.demand
         claim.allocated = claim.demand.copy()
         claim.state = ClaimState.ALLOCATED
@@ -289,6 +301,33 @@ class Ledger:
         del self._pending[claim_id]
         self._pending_index.remove(claim_id)
         self._requests[request_id] = _Request("allocate", claim_id)
+        self.revision += 1
+        return claim
+
+    def reserve(self, claim_id: str, amount: np.ndarray, *, request_id: str, time: float) -> Claim:
+        """Set unlocked budget aside for a pending claim (one row per block of the claim).
+
+        Never more than the claim still needs, never more than is unlocked: so a
+        reservation can always be granted or given back, and budget never goes over.
+        """
+        claim = self.claim(claim_id)
+        if self._replayed(request_id, "reserve", claim_id):
+            return claim
+        self._expect(claim, ClaimState.PENDING, "reserve")
+        amount = np.asarray(amount, dtype=float)
+        if amount.shape != claim.demand.shape:
+            raise InputError("amount", f"must have shape {claim.demand.shape}, got {amount.shape}")
+        if not np.isfinite(amount).all() or (amount < 0).any():
+            raise InputError("amount", "must be finite and non-negative")
+        rows = claim.block_index
+        if (claim.reserved + amount > claim.demand + TOLERANCE).any():
+            raise LedgerError(f"claim {claim_id}", "reserving more than the claim demands")
+        if (amount > np.maximum(self.unlocked[rows], 0.0) + TOLERANCE).any():
+            raise LedgerError(f"claim {claim_id}", "reserving more than is unlocked")
+        self.unlocked[rows] -= amount
+        self.reserved[rows] += amount
+        claim.reserved = claim.reserved + amount
+        self._requests[request_id] = _Request("reserve", claim_id)
         self.revision += 1
         return claim
 
@@ -349,6 +388,12 @@ class Ledger:
         if self._replayed(request_id, "expire", claim_id):
             return claim
         self._expect(claim, ClaimState.PENDING, "expire")
+        if claim.reserved.any():
+            rows = claim.block_index
+            self.unlocked[rows] += claim.reserved
+            self.reserved[rows] -= claim.reserved
+            claim.reserved = np.zeros_like(claim.reserved)
+            self._pending_index.forget_hints()  # committed budget went down
         claim.state = ClaimState.EXPIRED
         claim.finished_at = time
         del self._pending[claim_id]
@@ -374,6 +419,11 @@ class Ledger:
             )
 
     # ------------------------------------------------------------ reporting
+    def _committed(self) -> np.ndarray:
+        """Granted or reserved: what unlocked budget is measured against when fitting."""
+        committed: np.ndarray = self.allocated + self.consumed + self.reserved
+        return committed
+
     def spent(self) -> np.ndarray:
         """Budget granted so far (allocated + consumed), per block and order."""
         return self.allocated + self.consumed
@@ -391,12 +441,15 @@ class Ledger:
     def invariant_violations(self) -> list[str]:
         """Every broken ledger invariant, described; empty when the state is sound."""
         problems: list[str] = []
-        total = self.locked + self.unlocked + self.allocated + self.consumed
+        total = self.locked + self.unlocked + self.reserved + self.allocated + self.consumed
         scale = np.maximum(1.0, np.abs(self.capacity))
         for j in np.nonzero((np.abs(total - self.capacity) > 1e-7 * scale).any(axis=1))[0]:
             problems.append(
-                f"block {self._blocks[j].id}: locked+unlocked+allocated+consumed != capacity"
+                f"block {self._blocks[j].id}: "
+                "locked+unlocked+reserved+allocated+consumed != capacity"
             )
+        for j in np.nonzero((self.reserved < -TOLERANCE).any(axis=1))[0]:
+            problems.append(f"block {self._blocks[j].id}: negative reserved budget")
         for j in np.nonzero((self.locked < -TOLERANCE).any(axis=1))[0]:
             problems.append(f"block {self._blocks[j].id}: negative locked budget")
         within = (self.spent() <= self.capacity + TOLERANCE) & self.usable
@@ -437,7 +490,7 @@ class Ledger:
         ledger._blocks = [BlockSpec.model_validate(b["spec"]) for b in blocks]
         ledger._block_index = {b.id: j for j, b in enumerate(ledger._blocks)}
         for part in _BUDGET_PARTS:
-            values = [b[part] for b in blocks]
+            values = [b.get(part, [0.0] * dims) for b in blocks]
             setattr(ledger, part, np.asarray(values, dtype=float).reshape(len(blocks), dims))
         ledger.unlocked_fraction = np.asarray([b["unlocked_fraction"] for b in blocks], dtype=float)
         ledger.block_arrival = np.asarray([b.arrival for b in ledger._blocks], dtype=float)

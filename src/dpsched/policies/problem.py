@@ -37,6 +37,9 @@ class Problem:
     fit: np.ndarray | None = None
     """Optional mask of claims known to fit `available` on their own, when whoever built
     the problem has already computed it (see `fits_available`)."""
+    entry_reserved: np.ndarray | None = None
+    """Optional (entries x dimensions) budget already set aside for each entry's claim
+    (round robin); None means nothing is reserved."""
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -54,6 +57,8 @@ class Problem:
             raise InputError("problem", "entry_demand must be (entries x dimensions)")
         if (np.diff(self.indptr) <= 0).any():
             raise InputError("problem", "every claim must request at least one block")
+        if self.entry_reserved is not None and self.entry_reserved.shape != self.entry_demand.shape:
+            raise InputError("problem", "entry_reserved must be shaped like entry_demand")
 
     @classmethod
     def from_dense(

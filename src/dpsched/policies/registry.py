@@ -17,6 +17,7 @@ from dpsched.policies.fcfs import FcfsOptions, fcfs
 from dpsched.policies.optimal import OptimalOptions, optimal
 from dpsched.policies.problem import Problem
 from dpsched.policies.result import PolicyResult
+from dpsched.policies.round_robin import RoundRobinOptions, round_robin
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,12 @@ class Policy:
     summary: str
     options_model: type[BaseModel]
     solve: Callable[[Problem, Any], PolicyResult]
-    relevant: Literal["fitting", "touching"]
+    relevant: Literal["fitting", "touching", "all"]
     """Which pending claims can change the decision, so a step may drop the others:
     "fitting" when a claim's rank (or the optimum) depends only on itself, so claims that
     cannot fit now are irrelevant; "touching" for DPack, whose knapsacks on the blocks of
-    fitting claims also count every claim that fits that block on its own."""
+    fitting claims also count every claim that fits that block on its own; "all" for
+    round robin, which shares budget among every pending claim even when none fits."""
 
     def options(self, values: Mapping[str, Any] | None = None) -> BaseModel:
         """Validated options; an unknown key or a bad value names the option."""
@@ -62,6 +64,13 @@ POLICIES: dict[str, Policy] = {
         ),
         Policy(
             "optimal", "exact privacy-knapsack MILP (HiGHS)", OptimalOptions, optimal, "fitting"
+        ),
+        Policy(
+            "rr",
+            "round robin: even shares of unlocked budget, run when covered (PrivateKube)",
+            RoundRobinOptions,
+            round_robin,
+            "all",
         ),
     )
 }

@@ -20,7 +20,10 @@ from dpsched.policies.result import PolicyResult
 
 
 def problem_from_pending(
-    ledger: Ledger, pending: PendingArrays, fit: np.ndarray | None = None
+    ledger: Ledger,
+    pending: PendingArrays,
+    fit: np.ndarray | None = None,
+    entry_reserved: np.ndarray | None = None,
 ) -> Problem:
     """The claims' demands against the ledger's unlocked budget, in CSR form."""
     return Problem(
@@ -33,6 +36,7 @@ def problem_from_pending(
         available=ledger.unlocked.copy(),
         capacity=ledger.capacity.copy(),
         fit=fit,
+        entry_reserved=entry_reserved,
     )
 
 
@@ -62,6 +66,8 @@ def schedule_step(
     it sees only the claims that can change its decision (`Policy.relevant`). Online,
     those are a few hundred of tens of thousands pending.
     """
+    if policy.relevant == "all":
+        return _step_on_every_claim(ledger, policy, time, options)
     now = ledger.pending_fit()
     pending, fit = now.view.arrays, now.fit
     if not fit.any():
@@ -74,9 +80,33 @@ def schedule_step(
     if not keep.all():
         pending, fit = pending.subset(keep), fit[keep]
     result = policy.run(problem_from_pending(ledger, pending, fit), options)
+    return StepOutcome(_grant(ledger, pending, result, time), result, pending.n)
+
+
+def _step_on_every_claim(
+    ledger: Ledger,
+    policy: Policy,
+    time: float,
+    options: BaseModel | Mapping[str, Any] | None,
+) -> StepOutcome:
+    """For policies that hand out budget even when no claim fits (round robin): they
+    see every pending claim with what is already reserved for it."""
+    pending = ledger.pending_arrays()
+    if pending.n == 0:
+        return StepOutcome([], PolicyResult([], status="optimal"), 0)
+    reserved = np.vstack([claim.reserved for claim in pending.claims])
+    result = policy.run(problem_from_pending(ledger, pending, entry_reserved=reserved), options)
+    for index, amount in sorted(result.reservations.items()):
+        claim_id = str(pending.ids[index])
+        request = f"reserve:{claim_id}:{ledger.revision}"
+        ledger.reserve(claim_id, amount, request_id=request, time=time)
+    return StepOutcome(_grant(ledger, pending, result, time), result, pending.n)
+
+
+def _grant(ledger: Ledger, pending: PendingArrays, result: PolicyResult, time: float) -> list[str]:
     granted = []
     for index in result.allocated:
         claim_id = str(pending.ids[index])
         ledger.allocate(claim_id, request_id=f"allocate:{claim_id}", time=time)
         granted.append(claim_id)
-    return StepOutcome(granted, result, pending.n)
+    return granted

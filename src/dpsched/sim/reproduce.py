@@ -237,7 +237,7 @@ FIGURES: dict[str, FigureSpec] = {
         ),
         FigureSpec(
             "privatekube-6",
-            "Single block, basic composition: DPF-N vs FCFS over N",
+            "Single block, basic composition: DPF-N vs FCFS vs RR-N over N",
             "PrivateKube Fig. 6",
             {
                 "accounting": "basic",
@@ -257,9 +257,13 @@ FIGURES: dict[str, FigureSpec] = {
                 Series(
                     "dpf", {"scheduler.policy": "dpf", "scheduler.unlocking.kind": "per_arrival"}
                 ),
+                Series("rr", {"scheduler.policy": "rr", "scheduler.unlocking.kind": "per_arrival"}),
             ),
             quick_overrides={"workload.n_tasks": 300},
-            checks=(_ratio_at_least("dpf", "fcfs", 1.5, "best"),),
+            checks=(
+                _ratio_at_least("dpf", "fcfs", 1.5, "best"),
+                _ratio_at_least("dpf", "rr", 1.5, "best"),
+            ),
         ),
         FigureSpec(
             "privatekube-10",

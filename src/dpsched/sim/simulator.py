@@ -245,6 +245,10 @@ class Simulator:
             return True
         if not self._time_unlocking() or (self.ledger.unlocked_fraction >= 1.0).all():
             return True
+        if (self.ledger.reserved > 0).any():
+            # Reserved shares count only for their own claims, which the early exit below
+            # does not see: wait for unlocking to complete instead.
+            return False
         # An early exit only: a step that granted something will be followed by another.
         return not self._granted_last and not self._could_ever_fit()
 
