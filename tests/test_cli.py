@@ -47,7 +47,19 @@ def test_schedule_writes_the_json_contract(tmp_path: Path) -> None:
     assert report["blocks"]["B1"] == {
         "remaining": [pytest.approx(0.4)],
         "spent_epsilon": pytest.approx(0.6),
+        "best_order": None,
+        "remaining_at_best": pytest.approx(0.4),
+        "remaining_fraction": pytest.approx(0.4),
     }
+    # T1 asks 0.5 of each block, and only 0.4 is left once T2-T4 ran.
+    assert report["rejected"] == [] and report["rejected_ids"] == []
+    assert report["unallocated"] == [
+        {
+            "id": "T1",
+            "reason": "not enough budget left on B1 (needs 0.5, 0.4 left), "
+            "B2 (needs 0.5, 0.4 left), B3 (needs 0.5, 0.4 left)",
+        }
+    ]
 
 
 def test_schedule_optimal_with_options_and_time_limit(tmp_path: Path) -> None:
@@ -130,17 +142,19 @@ def variant(path: str, value: object) -> dict[str, object]:
 @pytest.mark.parametrize(
     ("data", "field"),
     [
-        (variant("tasks/0/blocks", ["nope"]), "claims.t0.blocks: unknown block 'nope'"),
-        (variant("tasks/0/demand", {"rdp": [0.1, 0.2]}), "claims.t0.demand.rdp: needs 12 values"),
-        (variant("blocks/0/epsilon", -1), "blocks[0]: epsilon must be"),
+        (variant("tasks/0/blocks", ["nope"]), "tasks.t0.blocks: unknown block 'nope'"),
+        (variant("tasks/0/demand", {"rdp": [0.1, 0.2]}), "tasks.t0.demand.rdp: needs 12 values"),
+        (variant("blocks/0/epsilon", -1), "blocks.b0.epsilon: Input should be greater than 0"),
+        (variant("blocks/0/epsilon", 1e308), "blocks.b0.epsilon: Input should be less than"),
         (
             variant("tasks/0/demand", {"mechanism": "laplace", "epsilon": float("nan")}),
-            "tasks[0].demand",
+            "tasks.t0.demand.epsilon",
         ),
         (variant("alphas", [0.5, 2]), "alphas[0]: RDP order must be a finite number > 1"),
-        ({**BASE, "blocks": BASE["blocks"] * 2}, "blocks.b0: duplicate block id"),
-        ({**BASE, "tasks": BASE["tasks"] * 2}, "tasks[1].id: duplicate task id"),
-        (variant("tasks/0/weight", 0), "tasks[0].weight"),
+        ({**BASE, "blocks": BASE["blocks"] * 2}, "blocks.b0.id: duplicate block id 'b0'"),
+        ({**BASE, "tasks": BASE["tasks"] * 2}, "tasks.t0.id: duplicate task id 't0'"),
+        (variant("tasks/0/weight", 0), "tasks.t0.weight: Input should be greater than 0"),
+        (variant("tasks/0/id", 7), "tasks[0].id: Input should be a valid string"),
         (variant("accounting", "fancy"), "accounting"),
     ],
 )

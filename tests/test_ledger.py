@@ -170,7 +170,7 @@ def test_demand_by_block_must_match_the_selection() -> None:
             {"id": "b", "blocks": ["b0", "b1"], "demand_by_block": {"b0": {"epsilon": 0.1}}},
             time=0.0,
         )
-    with pytest.raises(InputError, match="duplicate claim id"):
+    with pytest.raises(InputError, match="duplicate task id"):
         ledger.submit({"id": "a", "blocks": ["b0"], "demand": {"epsilon": 0.1}}, time=0.0)
 
 

@@ -20,6 +20,10 @@ from dpsched.errors import InputError
 
 Mode = Literal["basic", "rdp"]
 DEFAULT_DELTA = 1e-7
+MAX_BUDGET = 1e12
+"""Largest block budget (epsilon, or capacity at an order). Nothing above it is a privacy
+guarantee, and the bound keeps every sum of budgets finite (no float overflow). Demands
+above it can never be admitted anywhere, so they count as infinite."""
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,10 @@ class Accounting:
         rdp: c(alpha) = max(eps_G - ln(1/delta_G)/(alpha-1), 0), so that spending within
         c at any one order converts back to (eps_G, delta_G)-DP (DPack Prop. 6).
         """
-        if not math.isfinite(epsilon) or epsilon <= 0:
-            raise InputError(f"{field}.epsilon", f"must be a finite number > 0, got {epsilon}")
+        if not math.isfinite(epsilon) or not 0 < epsilon <= MAX_BUDGET:
+            raise InputError(
+                f"{field}.epsilon", f"must be a number > 0 and <= {MAX_BUDGET:g}, got {epsilon:g}"
+            )
         if self.mode == "basic":
             if delta is not None and not 0.0 <= delta < 1.0:
                 raise InputError(f"{field}.delta", f"must be in [0, 1), got {delta}")
@@ -70,7 +76,10 @@ class Accounting:
         return np.maximum(epsilon - math.log(1.0 / delta) / (orders - 1.0), 0.0)
 
     def check_vector(self, values: object, field: str, allow_inf: bool) -> np.ndarray:
-        """Validate a user-given per-dimension vector (capacity or demand)."""
+        """Validate a user-given per-dimension vector (capacity or demand).
+
+        Demands (`allow_inf`) may be infinite, and values above MAX_BUDGET become
+        infinite; a capacity must be finite and at most MAX_BUDGET."""
         try:
             array = np.asarray(values, dtype=float)
         except (TypeError, ValueError):
@@ -81,8 +90,10 @@ class Accounting:
             )
         if np.isnan(array).any() or (array < 0).any():
             raise InputError(field, "values must be non-negative numbers, not NaN")
-        if not allow_inf and np.isinf(array).any():
-            raise InputError(field, "values must be finite")
+        if allow_inf:
+            return np.where(array > MAX_BUDGET, np.inf, array)
+        if (array > MAX_BUDGET).any():
+            raise InputError(field, f"values must be finite and at most {MAX_BUDGET:g}")
         return array
 
     def _unit(self) -> str:
@@ -96,7 +107,7 @@ class Accounting:
                     f"{field}.epsilon",
                     "an epsilon demand needs accounting: basic; give 'rdp' or a 'mechanism'",
                 )
-            return np.array([spec.epsilon], dtype=float)
+            return np.array([spec.epsilon if spec.epsilon <= MAX_BUDGET else np.inf])
         if isinstance(spec, RdpDemand):
             if self.mode == "basic":
                 raise InputError(
@@ -104,8 +115,10 @@ class Accounting:
                 )
             return self.check_vector(spec.rdp, f"{field}.rdp", allow_inf=True)
         if self.mode == "basic":
-            return np.array([dp_epsilon(spec, self.delta)], dtype=float)
-        return rdp_curve(spec, self.alphas)
+            epsilon = dp_epsilon(spec, self.delta)
+            return np.array([epsilon if epsilon <= MAX_BUDGET else np.inf])
+        curve = rdp_curve(spec, self.alphas)
+        return np.where(curve > MAX_BUDGET, np.inf, curve)
 
     def spent_epsilon(self, spent: np.ndarray, delta: float | None) -> float:
         """The (epsilon, delta)-DP guarantee a block has spent, for reports."""

@@ -7,7 +7,6 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from dp_accounting import rdp
 from numpy.typing import ArrayLike
 
 
@@ -20,6 +19,8 @@ def rdp_to_epsilon(alphas: Sequence[float], curve: ArrayLike, delta: float) -> f
     values = np.asarray(curve, dtype=float)
     if not np.any(values):
         return 0.0
+    from dp_accounting import rdp  # slow to import: only when a report needs it
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         epsilon, _ = rdp.compute_epsilon(list(alphas), list(values), delta)

@@ -7,6 +7,10 @@ does; for that mechanism the Rényi divergence is read off the pessimistic PLD
 (log E[exp((alpha-1) L)] / (alpha-1), max over the add and remove directions).
 Pessimistic discretisation rounds losses up, so the curve is an upper bound; on
 plain Laplace it matches the accountant's exact formula to ~1e-9 (tested).
+
+`dp_accounting` (and the scipy modules it pulls in) takes about a second to import,
+so it is imported inside the functions that compute curves: commands that never
+compute one (help, basic-mode instances with explicit demands) start fast.
 """
 
 from __future__ import annotations
@@ -16,11 +20,9 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import dp_accounting
 import numpy as np
-from dp_accounting import pld, rdp
-from scipy.special import logsumexp
 
 from dpsched.budget.conversion import rdp_to_epsilon
 from dpsched.budget.mechanisms import (
@@ -33,6 +35,9 @@ from dpsched.budget.mechanisms import (
     SubsampledLaplace,
 )
 from dpsched.errors import InputError
+
+if TYPE_CHECKING:
+    import dp_accounting
 
 PLD_DISCRETIZATION = 1e-4
 CONVERSION_ORDERS: tuple[float, ...] = tuple(
@@ -77,6 +82,9 @@ def _rdp_curve_cached(spec: MechanismSpec, alphas: tuple[float, ...]) -> np.ndar
 
 
 def _single_rdp(spec: MechanismSpec, alphas: tuple[float, ...]) -> np.ndarray:
+    import dp_accounting
+    from dp_accounting import rdp
+
     if isinstance(spec, Composition):
         return np.asarray(np.sum([_rdp_curve_cached(p, alphas) for p in spec.parts], axis=0))
     if isinstance(spec, SubsampledLaplace):
@@ -96,6 +104,9 @@ def _single_rdp(spec: MechanismSpec, alphas: tuple[float, ...]) -> np.ndarray:
 def _pld_subsampled_laplace_rdp(
     scale: float, sampling_rate: float, alphas: tuple[float, ...]
 ) -> np.ndarray:
+    from dp_accounting import pld
+    from scipy.special import logsumexp
+
     distribution = pld.privacy_loss_distribution.from_laplace_mechanism(
         scale,
         sampling_prob=sampling_rate,
@@ -117,6 +128,8 @@ def _pld_subsampled_laplace_rdp(
 
 def _event(spec: MechanismSpec) -> dp_accounting.DpEvent:
     """The `dp_accounting` event for one run (count = 1) of `spec`."""
+    import dp_accounting
+
     if isinstance(spec, Laplace):
         return dp_accounting.LaplaceDpEvent(noise_multiplier=spec.noise_scale)
     if isinstance(spec, Gaussian):
@@ -144,6 +157,9 @@ def dp_epsilon(spec: MechanismSpec, delta: float) -> float:
 
     PLD is the tightest accountant `dp-accounting` has for an (epsilon, delta) target.
     """
+    import dp_accounting
+    from dp_accounting import pld
+
     if not 0.0 < delta < 1.0:
         raise InputError(
             "delta", f"must be in (0, 1) to convert a mechanism to epsilon, got {delta}"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from dpsched.errors import InputError
+from dpsched.readers import parse_value
 
 
 def parse_key_values(pairs: list[str] | None, field: str) -> dict[str, Any]:
@@ -16,8 +15,5 @@ def parse_key_values(pairs: list[str] | None, field: str) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
             raise InputError(field, f"expected key=value, got {pair!r}")
-        try:
-            values[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            raise InputError(f"{field} {key.strip()}", f"cannot read value {raw!r}") from None
+        values[key.strip()] = parse_value(raw, f"{field} {key.strip()}")
     return values

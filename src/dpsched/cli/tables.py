@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from rich.table import Table
 
-from dpsched.budget import Accounting
+SHOWN_ROWS = 20
+"""Claims listed in a terminal table; `--json` has them all."""
+
+
+def number(value: float) -> str:
+    """Fixed decimals for everyday budgets, scientific for the extreme ones (no 300-digit
+    numbers)."""
+    if abs(value) < 1e6:
+        return f"{value:.4f}"
+    return f"{value:.4g}"
 
 
 def comparison_table(reports: list[dict[str, Any]], title: str) -> Table:
@@ -29,22 +37,53 @@ def comparison_table(reports: list[dict[str, Any]], title: str) -> Table:
 
 
 def blocks_table(report: dict[str, Any]) -> Table:
+    """Spend and room per block, at the block's best order (the one that can still admit
+    demands); the raw per-order vectors are in `--json` only."""
+    rdp = any(info["best_order"] is not None for info in report["blocks"].values())
     table = Table(title="blocks")
     table.add_column("block")
     table.add_column("spent epsilon", justify="right")
-    table.add_column("min remaining", justify="right")
+    if rdp:
+        table.add_column("best order", justify="right")
+    table.add_column("remaining", justify="right")
+    table.add_column("left", justify="right")
     for block_id, info in report["blocks"].items():
-        table.add_row(block_id, f"{info['spent_epsilon']:.4f}", f"{min(info['remaining']):.4f}")
+        row = [block_id, number(info["spent_epsilon"])]
+        if rdp:
+            order = info["best_order"]
+            row.append("-" if order is None else f"alpha={order:g}")
+        row += [number(info["remaining_at_best"]), f"{info['remaining_fraction']:.0%}"]
+        table.add_row(*row)
     return table
 
 
-def curve_table(accounting: Accounting, curve: np.ndarray, classic: np.ndarray) -> Table:
+def claims_table(claims: list[dict[str, Any]], title: str) -> Table:
+    """Claims with their reason (rejected, or not allocated), the first SHOWN_ROWS."""
+    table = Table(title=f"{title} ({len(claims)})", title_justify="left")
+    table.add_column("claim")
+    table.add_column("reason", overflow="fold")
+    for claim in claims[:SHOWN_ROWS]:
+        table.add_row(claim["id"], claim["reason"])
+    if len(claims) > SHOWN_ROWS:
+        table.add_row("...", f"and {len(claims) - SHOWN_ROWS} more (all of them in --json)")
+    return table
+
+
+def id_list(ids: list[str]) -> str:
+    """The first SHOWN_ROWS ids, comma-separated."""
+    if not ids:
+        return "(none)"
+    shown = ", ".join(ids[:SHOWN_ROWS])
+    return shown if len(ids) <= SHOWN_ROWS else f"{shown}, ... and {len(ids) - SHOWN_ROWS} more"
+
+
+def curve_table(labels: list[str], curve: list[float], classic: list[float]) -> Table:
     table = Table(title="RDP curve")
     table.add_column("alpha", justify="right")
     table.add_column("RDP epsilon", justify="right")
     table.add_column("DP epsilon via alpha (classic)", justify="right")
-    for alpha, value, dp in zip(accounting.alphas, curve, classic, strict=True):
-        table.add_row(f"{alpha:g}", f"{value:.6g}", f"{dp:.6g}")
+    for alpha, value, dp in zip(labels, curve, classic, strict=True):
+        table.add_row(alpha, f"{value:.6g}", f"{dp:.6g}")
     return table
 
 

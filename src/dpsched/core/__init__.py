@@ -1,8 +1,10 @@
 """Blocks, claims, the budget ledger, block selectors and unlocking strategies."""
 
 from dpsched.core.admission import TOLERANCE, fits, rows_fit
+from dpsched.core.batch import BatchBuilder
 from dpsched.core.blocks import BlockSpec
-from dpsched.core.claims import Claim, ClaimSpec, ClaimState
+from dpsched.core.claims import Claim, ClaimBatch, ClaimSpec, ClaimState
+from dpsched.core.explain import Headroom, block_headroom, waiting_reason, waiting_reasons
 from dpsched.core.ledger import Ledger
 from dpsched.core.pending import PendingArrays, PendingView
 from dpsched.core.selectors import (
@@ -17,14 +19,17 @@ from dpsched.core.unlocking import AllUnlocked, Lifetime, PerArrival, PerStep, U
 __all__ = [
     "TOLERANCE",
     "AllUnlocked",
+    "BatchBuilder",
     "BlockSelector",
     "BlockSpec",
     "Claim",
+    "ClaimBatch",
     "ClaimSpec",
     "ClaimState",
     "Condition",
     "DatasetSelector",
     "ExplicitSelector",
+    "Headroom",
     "Ledger",
     "Lifetime",
     "PendingArrays",
@@ -33,6 +38,9 @@ __all__ = [
     "PerStep",
     "RecentSelector",
     "Unlocking",
+    "block_headroom",
     "fits",
     "rows_fit",
+    "waiting_reason",
+    "waiting_reasons",
 ]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from dpsched.budget import MAX_BUDGET
 
 DimensionValue = float | int | str
 
@@ -19,7 +20,7 @@ class BlockSpec(BaseModel):
     dataset: str = "default"
     dimensions: dict[str, DimensionValue] = Field(default_factory=dict)
     arrival: float = Field(0.0, allow_inf_nan=False)
-    epsilon: float | None = None
+    epsilon: float | None = Field(None, gt=0.0, le=MAX_BUDGET, allow_inf_nan=False)
     delta: float | None = None
     capacity: tuple[float, ...] | None = None
 
@@ -27,6 +28,4 @@ class BlockSpec(BaseModel):
     def _budget_given_once(self) -> Self:
         if (self.epsilon is None) == (self.capacity is None):
             raise ValueError("give either 'epsilon' (with 'delta' for rdp) or 'capacity'")
-        if self.epsilon is not None and not (math.isfinite(self.epsilon) and self.epsilon > 0):
-            raise ValueError(f"epsilon must be a finite number > 0, got {self.epsilon}")
         return self

@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from dpsched.budget import DemandSpec
+from dpsched.budget import MAX_BUDGET, DemandSpec
 from dpsched.core.selectors import BlockSelector
 
 
@@ -30,7 +30,7 @@ class ClaimSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(min_length=1)
-    weight: float = Field(1.0, gt=0.0, allow_inf_nan=False)
+    weight: float = Field(1.0, gt=0.0, le=MAX_BUDGET, allow_inf_nan=False)
     arrival: float = Field(0.0, allow_inf_nan=False)
     timeout: float | None = Field(None, gt=0.0)
     blocks: Annotated[BlockSelector, BeforeValidator(_list_means_ids)] | None = None
@@ -59,12 +59,14 @@ class ClaimState(StrEnum):
     REJECTED = "rejected"
 
 
-@dataclass
+@dataclass(slots=True)
 class Claim:
     """The ledger's record of a claim; arrays are (blocks x dimensions), rows follow `block_ids`.
 
     `demand` is the resolved cost, `allocated` what is held and not yet consumed,
-    `consumed` what was used for good.
+    `consumed` what was used for good, `reserved` budget set aside for it while it is
+    pending (round robin), given back if it expires. Slotted: an instance may hold
+    hundreds of thousands of claims.
     """
 
     id: str
@@ -78,7 +80,6 @@ class Claim:
     allocated: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     consumed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     reserved: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    """Budget set aside for this pending claim (round robin), given back if it expires."""
     reason: str | None = None
     allocated_at: float | None = None
     finished_at: float | None = None
@@ -134,3 +135,26 @@ class Claim:
             allocated_at=data["allocated_at"],
             finished_at=data["finished_at"],
         )
+
+
+@dataclass(frozen=True, eq=False)
+class ClaimBatch:
+    """Many claims, validated and resolved against a ledger's blocks, as CSR arrays: what
+    `Ledger.submit_batch` takes (claim i owns entries indptr[i]:indptr[i+1])."""
+
+    ids: list[str]
+    weight: np.ndarray
+    arrival: np.ndarray
+    timeout: np.ndarray
+    """NaN where the claim waits forever."""
+    min_blocks: np.ndarray
+    block_ids: list[tuple[str, ...]]
+    indptr: np.ndarray
+    block_index: np.ndarray
+    """Per entry: the block's index in the ledger."""
+    demand: np.ndarray
+    """Per entry: the demand row as stated (infinite values allowed)."""
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)

@@ -12,6 +12,7 @@ accumulates shares there until a claim's demand is covered).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +20,10 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from dpsched.budget import Accounting
+from dpsched.budget import MAX_BUDGET, Accounting
 from dpsched.core.admission import TOLERANCE, fits, rows_fit
 from dpsched.core.blocks import BlockSpec
-from dpsched.core.claims import Claim, ClaimSpec, ClaimState
+from dpsched.core.claims import Claim, ClaimBatch, ClaimSpec, ClaimState
 from dpsched.core.fitting import BudgetState, PendingFit, any_fits, pending_fit
 from dpsched.core.pending import PendingArrays, PendingIndex, PendingView
 from dpsched.errors import InputError, LedgerError, from_validation_error
@@ -79,7 +80,7 @@ class Ledger:
     def add_block(self, spec: BlockSpec) -> int:
         """Register a block, fully locked; an unlocking strategy decides when budget opens."""
         if spec.id in self._block_index:
-            raise InputError(f"blocks.{spec.id}", "duplicate block id")
+            raise InputError(f"blocks.{spec.id}.id", f"duplicate block id {spec.id!r}")
         if spec.capacity is not None:
             capacity = self.accounting.check_vector(
                 spec.capacity, f"blocks.{spec.id}.capacity", allow_inf=False
@@ -123,6 +124,9 @@ class Ledger:
             return self._claims[claim_id]
         except KeyError:
             raise LedgerError(f"claim {claim_id}", "no such claim") from None
+
+    def has_claim(self, claim_id: str) -> bool:
+        return claim_id in self._claims
 
     @property
     def claims(self) -> Iterator[Claim]:
@@ -173,12 +177,13 @@ class Ledger:
             try:
                 spec = ClaimSpec.model_validate(spec)
             except ValidationError as exc:
-                raise from_validation_error("claim", exc) from None
+                raise from_validation_error(_task_field(spec), exc, spec) from None
+        field = f"tasks.{spec.id}"
         if spec.id in self._claims:
-            raise InputError(f"claims.{spec.id}", "duplicate claim id")
-        block_ids = self._select(spec)
-        index = np.array([self.block_index(b) for b in block_ids], dtype=np.int64)
-        demand = self._resolve_demand(spec, block_ids, index)
+            raise InputError(f"{field}.id", f"duplicate task id {spec.id!r}")
+        block_ids = self.select_blocks(spec, field)
+        index = np.array([self._block_index[b] for b in block_ids], dtype=np.int64)
+        demand = self.stored_demand(self.demand_rows(spec, block_ids, field), index)
         claim = Claim(
             id=spec.id,
             weight=spec.weight,
@@ -188,7 +193,8 @@ class Ledger:
             block_index=index,
             demand=demand,
         )
-        reason = self._never_fits(spec, claim)
+        ok = rows_fit(demand, self.capacity[index], self.usable[index])
+        reason = _rejection(claim.block_ids, ok, spec.min_blocks)
         if reason is not None:
             claim.state = ClaimState.REJECTED
             claim.reason = reason
@@ -200,62 +206,116 @@ class Ledger:
         self.revision += 1
         return claim
 
-    def _select(self, spec: ClaimSpec) -> list[str]:
+    def submit_batch(self, batch: ClaimBatch, time: float | None = None) -> list[Claim]:
+        """Submit many resolved claims at once, in batch order: the same outcome as
+        `submit` on each, with the per-claim arithmetic done once over all entries.
+
+        `time` stamps rejections; None stamps each claim at its own arrival. Claims'
+        arrays are views into shared batch arrays (read-only demand), which keeps a
+        300,000-claim instance to a few hundred MB. Refused (nothing changes) if an id
+        is already in the ledger or repeats within the batch.
+        """
+        seen: set[str] = set()
+        for claim_id in batch.ids:
+            if claim_id in self._claims or claim_id in seen:
+                raise InputError(f"tasks.{claim_id}.id", f"duplicate task id {claim_id!r}")
+            seen.add(claim_id)
+        if batch.block_index.size and int(batch.block_index.max()) >= len(self._blocks):
+            raise InputError("batch", "refers to blocks this ledger does not have")
+        index = batch.block_index
+        demand = self.stored_demand(batch.demand, index)
+        demand.setflags(write=False)
+        entry_ok = rows_fit(demand, self.capacity[index], self.usable[index])
+        bad_before = np.concatenate([[0], np.cumsum(~entry_ok)])
+        bad = bad_before[batch.indptr[1:]] - bad_before[batch.indptr[:-1]]
+        counts = np.diff(batch.indptr)
+        rejected = (bad > 0) | (counts < batch.min_blocks)
+        # allocated, consumed, reserved: np.zeros maps untouched zero pages, so claims that
+        # never get budget cost no memory here.
+        held = [np.zeros(demand.shape) for _ in range(3)]
+        claims: list[Claim] = []
+        bounds = batch.indptr.tolist()
+        for i, claim_id in enumerate(batch.ids):
+            lo, hi = bounds[i], bounds[i + 1]
+            timeout = float(batch.timeout[i])
+            claim = Claim(
+                id=claim_id,
+                weight=float(batch.weight[i]),
+                arrival=float(batch.arrival[i]),
+                timeout=None if math.isnan(timeout) else timeout,
+                block_ids=batch.block_ids[i],
+                block_index=index[lo:hi],
+                demand=demand[lo:hi],
+                allocated=held[0][lo:hi],
+                consumed=held[1][lo:hi],
+                reserved=held[2][lo:hi],
+            )
+            if rejected[i]:
+                claim.state = ClaimState.REJECTED
+                claim.reason = _rejection(
+                    claim.block_ids, entry_ok[lo:hi], int(batch.min_blocks[i])
+                )
+                claim.finished_at = claim.arrival if time is None else time
+            claims.append(claim)
+        self._claims.update((c.id, c) for c in claims)
+        pending = np.flatnonzero(~rejected)
+        if pending.size:
+            self._pending.update((claims[i].id, None) for i in pending.tolist())
+            self._pending_index.add_many(_batch_arrays(batch, claims, demand, pending))
+        self.revision += 1
+        return claims
+
+    def select_blocks(self, spec: ClaimSpec, field: str) -> list[str]:
+        """The ids a claim reads: its selector over the current blocks (or the blocks of
+        its `demand_by_block`), at most `max_blocks` of them (the most recent)."""
         if spec.blocks is None:
             assert spec.demand_by_block is not None
             selected = list(spec.demand_by_block)
         else:
             selected = spec.blocks.select(self._blocks)
+        return self.known_blocks(selected, spec.max_blocks, field)
+
+    def known_blocks(self, selected: list[str], max_blocks: int | None, field: str) -> list[str]:
+        """`selected` checked against the ledger's blocks and cut to the `max_blocks` most
+        recent (otherwise in the order given)."""
         for block_id in selected:
             if block_id not in self._block_index:
-                raise InputError(f"claims.{spec.id}.blocks", f"unknown block {block_id!r}")
-        if spec.max_blocks is not None and len(selected) > spec.max_blocks:
-            by_arrival = sorted(selected, key=lambda b: self._block_index[b])
-            selected = by_arrival[-spec.max_blocks :]
+                raise InputError(f"{field}.blocks", f"unknown block {block_id!r}")
+        if max_blocks is not None and len(selected) > max_blocks:
+            by_arrival = sorted(selected, key=self._block_index.__getitem__)
+            selected = by_arrival[-max_blocks:]
         return selected
 
-    def _resolve_demand(
-        self, spec: ClaimSpec, block_ids: list[str], index: np.ndarray
-    ) -> np.ndarray:
-        field = f"claims.{spec.id}"
+    def demand_rows(self, spec: ClaimSpec, block_ids: list[str], field: str) -> np.ndarray:
+        """The claim's demand, one row per selected block, as the user stated it."""
         if spec.demand is not None:
             row = self.accounting.demand_vector(spec.demand, f"{field}.demand")
             demand = np.empty((len(block_ids), row.size))
             demand[:] = row
-        else:
-            assert spec.demand_by_block is not None
-            extra = set(spec.demand_by_block) - set(block_ids)
-            if extra:
-                raise InputError(
-                    f"{field}.demand_by_block", f"blocks {sorted(extra)} are not selected"
-                )
-            missing = [b for b in block_ids if b not in spec.demand_by_block]
-            if missing:
-                raise InputError(f"{field}.demand_by_block", f"no demand for blocks {missing}")
-            rows = [
-                self.accounting.demand_vector(
-                    spec.demand_by_block[b], f"{field}.demand_by_block.{b}"
-                )
-                for b in block_ids
-            ]
-            demand = np.vstack(rows) if rows else np.zeros((0, self.accounting.dims))
-        # An infinite demand is stored as capacity + 1: never admissible at that order,
-        # and it exhausts the order once the claim runs elsewhere, keeping sums finite.
-        infinite = np.isinf(demand)
-        if not infinite.any():
             return demand
-        return np.where(infinite, self.capacity[index] + 1.0, demand)
+        assert spec.demand_by_block is not None
+        extra = set(spec.demand_by_block) - set(block_ids)
+        if extra:
+            raise InputError(f"{field}.demand_by_block", f"blocks {sorted(extra)} are not selected")
+        missing = [b for b in block_ids if b not in spec.demand_by_block]
+        if missing:
+            raise InputError(f"{field}.demand_by_block", f"no demand for blocks {missing}")
+        rows = [
+            self.accounting.demand_vector(spec.demand_by_block[b], f"{field}.demand_by_block.{b}")
+            for b in block_ids
+        ]
+        return np.vstack(rows) if rows else np.zeros((0, self.accounting.dims))
 
-    def _never_fits(self, spec: ClaimSpec, claim: Claim) -> str | None:
-        if len(claim.block_ids) < spec.min_blocks:
-            return f"selected {len(claim.block_ids)} blocks, needs at least {spec.min_blocks}"
-        ok = rows_fit(
-            claim.demand, self.capacity[claim.block_index], self.usable[claim.block_index]
-        )
-        if not ok.all():
-            too_big = [b for b, fit in zip(claim.block_ids, ok, strict=True) if not fit]
-            return f"demand exceeds the whole capacity of blocks {too_big} at every order"
-        return None
+    def stored_demand(self, demand: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """Demand as the ledger keeps it: a value no block could ever hold (infinite, or
+        above MAX_BUDGET) becomes capacity + 1 at that order. It is never admissible
+        there, and it exhausts the order once the claim runs elsewhere, keeping every
+        sum finite."""
+        huge = demand > MAX_BUDGET
+        if not huge.any():
+            return demand
+        stored: np.ndarray = np.where(huge, self.capacity[index] + 1.0, demand)
+        return stored
 
     # ------------------------------------------------------------- operations
     def _replayed(self, request_id: str, op: str, claim_id: str) -> bool:
@@ -500,3 +560,51 @@ class Ledger:
             ledger._pending_index.add(ledger._claims[claim_id])
         ledger._requests = {rid: _Request(op, cid) for rid, (op, cid) in data["requests"].items()}
         return ledger
+
+
+def _rejection(block_ids: tuple[str, ...], ok: np.ndarray, min_blocks: int) -> str | None:
+    """Why a claim can never run (None if it might): too few blocks, or a block whose
+    whole capacity is smaller than the demand at every order."""
+    if len(block_ids) < min_blocks:
+        if not block_ids:
+            return f"its selector matches no block (needs at least {min_blocks})"
+        return f"selected {len(block_ids)} blocks, needs at least {min_blocks}"
+    if ok.all():
+        return None
+    too_big = [b for b, fit in zip(block_ids, ok.tolist(), strict=True) if not fit]
+    return f"demand exceeds the whole capacity of blocks {too_big} at every order"
+
+
+def _batch_arrays(
+    batch: ClaimBatch, claims: list[Claim], demand: np.ndarray, keep: np.ndarray
+) -> PendingArrays:
+    """The kept claims of a batch as pending arrays (sequence numbers assigned on add)."""
+    counts = np.diff(batch.indptr)[keep]
+    if keep.size == len(claims):
+        entry_block, entry_demand = batch.block_index, demand  # shared, read-only
+    else:
+        offsets = np.cumsum(counts) - counts
+        entries = np.repeat(batch.indptr[keep] - offsets, counts) + np.arange(int(counts.sum()))
+        entry_block, entry_demand = batch.block_index[entries], demand[entries]
+    objects = np.empty(keep.size, dtype=object)
+    objects[:] = [claims[i] for i in keep.tolist()]
+    ids = np.empty(keep.size, dtype=object)
+    ids[:] = [c.id for c in objects]
+    timeout = batch.timeout[keep]
+    return PendingArrays(
+        claims=objects,
+        ids=ids,
+        seq=np.zeros(keep.size, dtype=np.int64),
+        weights=batch.weight[keep].astype(float),
+        arrival=batch.arrival[keep].astype(float),
+        deadline=np.where(np.isnan(timeout), np.inf, batch.arrival[keep] + timeout),
+        indptr=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        entry_block=entry_block,
+        entry_demand=entry_demand,
+    )
+
+
+def _task_field(data: object) -> str:
+    """`tasks.<id>` for a task given as a dict with a usable id, else `task`."""
+    name = data.get("id") if isinstance(data, dict) else None
+    return f"tasks.{name}" if isinstance(name, str) and name else "task"

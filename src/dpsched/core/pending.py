@@ -10,7 +10,7 @@ arrays (amortised), or when a caller asks for the compact `arrays()`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -151,6 +151,18 @@ class PendingIndex:
         self._seq[claim.id] = self._next
         self._next += 1
         self._added.append(claim)
+
+    def add_many(self, arrays: PendingArrays) -> None:
+        """Append claims already stacked as arrays (a bulk submission), after every
+        claim added before; their `seq` is assigned here."""
+        self._sync()
+        seq = np.arange(self._next, self._next + arrays.n, dtype=np.int64)
+        self._next += arrays.n
+        self._seq.update(zip(arrays.ids.tolist(), seq.tolist(), strict=True))
+        fresh = replace(arrays, seq=seq)
+        self._arrays = _concat(self._arrays, fresh)
+        self.hints = self.hints.extend(FitHints.unknown(fresh.n, fresh.entry_block.size))
+        self._alive = np.concatenate([self._alive, np.ones(fresh.n, dtype=bool)])
 
     def remove(self, claim_id: str) -> None:
         self._removed.append(self._seq.pop(claim_id))

@@ -2,7 +2,9 @@
 
 Selectors are resolved once, when the claim is submitted, against the blocks the
 ledger holds then: a claim's block set never changes afterwards, which is what
-makes all-or-nothing allocation well defined.
+makes all-or-nothing allocation well defined. Where every block is known up front
+(offline instances), `unmatchable` turns a selector that can never match (a typo
+in a dataset or dimension name) into an input error instead of a silent rejection.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, PositiveInt, T
 from dpsched.core.blocks import BlockSpec, DimensionValue
 
 _CONDITION = re.compile(r"^\s*([A-Za-z_][\w.-]*)\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
+_WORD = re.compile(r"^[A-Za-z_][\w.-]*$")
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt,
     "<=": operator.le,
@@ -49,6 +52,12 @@ class Condition(BaseModel):
             try:
                 value = float(raw)
             except ValueError:
+                if _WORD.match(raw) is None:
+                    # e.g. `time >>= 1`: the regex took `>` and left `>= 1` as the value.
+                    raise ValueError(
+                        f"cannot parse condition {text!r}: the value {raw!r} is not a number, "
+                        "a word or a quoted string"
+                    ) from None
                 value = raw
         return cls(dimension=name, op=op, value=value)
 
@@ -80,6 +89,10 @@ class ExplicitSelector(BaseModel):
     def select(self, blocks: Sequence[BlockSpec]) -> list[str]:
         return list(self.ids)
 
+    def unmatchable(self, blocks: Sequence[BlockSpec]) -> tuple[str, str] | None:
+        """Unknown ids are refused when the claim is submitted, with the id."""
+        return None
+
 
 class DatasetSelector(BaseModel):
     """All blocks of a dataset whose dimensions satisfy every condition."""
@@ -103,6 +116,40 @@ class DatasetSelector(BaseModel):
             if b.dataset == self.dataset and all(c.holds(b.dimensions) for c in self.where)
         ]
 
+    def unmatchable(self, blocks: Sequence[BlockSpec]) -> tuple[str, str] | None:
+        """Why this selector can match none of `blocks` whatever their values, if it can't.
+
+        An unknown dataset, a dimension no block of the dataset has, or a comparison of
+        a numeric dimension with a string (or the reverse) is a typo, not a claim that
+        happens to select nothing: where all blocks are known up front (offline), it
+        is an input error naming (field, reason)."""
+        problem = _unknown_dataset(self.dataset, blocks)
+        if problem is not None:
+            return problem
+        pool = [b for b in blocks if b.dataset == self.dataset]
+        for i, condition in enumerate(self.where):
+            values = [
+                b.dimensions[condition.dimension]
+                for b in pool
+                if condition.dimension in b.dimensions
+            ]
+            if not values:
+                known = sorted({d for b in pool for d in b.dimensions})
+                return (
+                    f"where[{i}]",
+                    f"no block of dataset {self.dataset!r} has dimension "
+                    f"{condition.dimension!r} (they have: {', '.join(known) or 'none'})",
+                )
+            wants_text = isinstance(condition.value, str)
+            if all(isinstance(v, str) != wants_text for v in values):
+                kind = "text" if not wants_text else "a number"
+                return (
+                    f"where[{i}]",
+                    f"dimension {condition.dimension!r} is {kind} on every block; "
+                    f"{condition} can never hold",
+                )
+        return None
+
 
 class RecentSelector(BaseModel):
     """The N most recently arrived blocks (optionally of one dataset), as DPack's tasks ask."""
@@ -117,6 +164,17 @@ class RecentSelector(BaseModel):
             return [b.id for b in blocks[-self.most_recent :]]
         pool = [b for b in blocks if b.dataset == self.dataset]
         return [b.id for b in pool[-self.most_recent :]]
+
+    def unmatchable(self, blocks: Sequence[BlockSpec]) -> tuple[str, str] | None:
+        """An unknown dataset, named as (field, reason); see `DatasetSelector.unmatchable`."""
+        return None if self.dataset is None else _unknown_dataset(self.dataset, blocks)
+
+
+def _unknown_dataset(dataset: str, blocks: Sequence[BlockSpec]) -> tuple[str, str] | None:
+    known = sorted({b.dataset for b in blocks})
+    if dataset in known:
+        return None
+    return "dataset", f"unknown dataset {dataset!r} (the blocks have: {', '.join(known)})"
 
 
 def _selector_kind(value: Any) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dpsched.core import ClaimState, Ledger
+from dpsched.core import ClaimState, Ledger, block_headroom, waiting_reasons
 from dpsched.offline.instance import Instance
 from dpsched.policies import get_policy, schedule_step
 
@@ -13,12 +13,7 @@ from dpsched.policies import get_policy, schedule_step
 def run_policy(
     instance: Instance, policy_name: str, options: Mapping[str, Any] | None = None
 ) -> tuple[Ledger, dict[str, Any]]:
-    """Schedule the instance once; return the final ledger and the JSON report.
-
-    Report keys are a contract (external scripts read them): policy, allocated,
-    n_allocated, total_weight, runtime_s, status, mip_gap, blocks{remaining,
-    spent_epsilon}. Extra keys may be added, never renamed.
-    """
+    """Schedule the instance once; return the final ledger and the JSON report."""
     policy = get_policy(policy_name)
     parsed = policy.options(options)
     ledger = instance.ledger()
@@ -29,9 +24,37 @@ def run_policy(
 def schedule_report(
     ledger: Ledger, policy_name: str, granted: list[str], result: Any
 ) -> dict[str, Any]:
+    """The report. Keys are a contract (external scripts read them): policy, allocated,
+    n_allocated, total_weight, runtime_s, status, mip_gap, blocks{remaining,
+    spent_epsilon}, n_tasks, rejected, details. Keys may be added, never renamed.
+
+    `rejected` lists {id, reason} for claims that can never run; `unallocated` lists
+    {id, reason} for claims still waiting. Per block, `remaining` is the raw vector
+    (capacity - allocated - consumed, per order; orders RDP let go past capacity are
+    negative), and `best_order` / `remaining_at_best` / `remaining_fraction` say how
+    much room the block has where it can still admit something.
+    """
     weights = {c.id: c.weight for c in ledger.claims}
     remaining = ledger.remaining()
-    rejected = [c.id for c in ledger.claims if c.state is ClaimState.REJECTED]
+    headroom = block_headroom(ledger)
+    alphas = ledger.accounting.alphas if ledger.accounting.mode == "rdp" else None
+    rejected = [
+        {"id": c.id, "reason": c.reason or ""}
+        for c in ledger.claims
+        if c.state is ClaimState.REJECTED
+    ]
+    unallocated = [{"id": k, "reason": v} for k, v in waiting_reasons(ledger).items()]
+    blocks: dict[str, Any] = {}
+    for j, block in enumerate(ledger.blocks):
+        room = headroom[j]
+        order = None if room.order is None or alphas is None else alphas[room.order]
+        blocks[block.id] = {
+            "remaining": remaining[j].tolist(),
+            "spent_epsilon": ledger.spent_epsilon(block.id),
+            "best_order": order,
+            "remaining_at_best": room.remaining,
+            "remaining_fraction": room.fraction,
+        }
     return {
         "policy": policy_name,
         "allocated": granted,
@@ -40,14 +63,10 @@ def schedule_report(
         "runtime_s": result.runtime_s,
         "status": result.status,
         "mip_gap": result.mip_gap,
-        "blocks": {
-            block.id: {
-                "remaining": remaining[j].tolist(),
-                "spent_epsilon": ledger.spent_epsilon(block.id),
-            }
-            for j, block in enumerate(ledger.blocks)
-        },
+        "blocks": blocks,
         "details": dict(result.details),
         "n_tasks": len(weights),
         "rejected": rejected,
+        "rejected_ids": [r["id"] for r in rejected],
+        "unallocated": unallocated,
     }

@@ -15,8 +15,6 @@ import math
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import coo_matrix
 
 from dpsched.core.admission import TOLERANCE
 from dpsched.policies.packing import greedy_pack
@@ -96,6 +94,10 @@ def optimal(problem: Problem, options: OptimalOptions) -> PolicyResult:
     upper.append(np.full(blocks.size, np.inf))
 
     n_rows = base + n_bad + blocks.size
+    # scipy.optimize is slow to import; only runs that solve a MILP pay for it.
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import coo_matrix
+
     matrix = coo_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
         shape=(n_rows, n + n_pairs),

@@ -7,16 +7,17 @@ unknown key or bad value is refused with its dotted path.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dpsched.budget import Accounting, validate_alphas
 from dpsched.errors import InputError, from_validation_error
 from dpsched.policies import POLICIES, get_policy
+from dpsched.readers import read_mapping
 from dpsched.sim.workloads.registry import GENERATORS, WORKLOAD_NAMES
 
 
@@ -169,34 +170,20 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
 
 
 def parse_config(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> SimConfig:
-    merged = yaml.safe_load(yaml.safe_dump(dict(data)))
+    merged = copy.deepcopy(dict(data))
     for key, value in (overrides or {}).items():
         set_dotted(merged, key, value)
     try:
         config = SimConfig.model_validate(merged)
     except ValidationError as exc:
-        raise from_validation_error("config", exc) from None
+        raise from_validation_error("config", exc, merged) from None
     config.make_accounting()
     return config
 
 
-def read_yaml_mapping(path: str | Path, field: str) -> dict[str, Any]:
-    """A YAML file that must hold a mapping; errors name `field` and the file."""
-    file = Path(path)
-    try:
-        data = yaml.safe_load(file.read_text())
-    except FileNotFoundError:
-        raise InputError(field, f"no such file: {file}") from None
-    except yaml.YAMLError as exc:
-        raise InputError(field, f"{file} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise InputError(field, f"{file} must be a mapping of keys")
-    return data
-
-
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> SimConfig:
     file = Path(path)
-    data = read_yaml_mapping(file, "config")
+    data = read_mapping(file, "config")
     workload = data.get("workload")
     if isinstance(workload, dict) and isinstance(workload.get("path"), str):
         # A path in the file is relative to the file; one given with --set, to the shell.

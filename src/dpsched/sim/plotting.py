@@ -44,6 +44,30 @@ def _check_columns(rows: Sequence[Mapping[str, Any]], *names: str) -> None:
             raise InputError(name, f"no such column; the table has {', '.join(rows[0])}")
 
 
+SUMMARY_START = "policy"
+"""First column of a run summary: in a sweep table, the swept keys come before it."""
+
+
+def swept_column(rows: Sequence[Mapping[str, Any]], hue: str) -> str:
+    """The x axis a sweep table implies: its first swept key (a column before the
+    summary's) that takes more than one value and is not the hue, numeric ones first."""
+    if not rows:
+        raise InputError("results", "the table has no rows")
+    header = list(rows[0])
+    keys = header[: header.index(SUMMARY_START)] if SUMMARY_START in header else header
+    varying = [
+        k
+        for k in keys
+        if k != hue
+        and not (hue == "policy" and k == "scheduler.policy")
+        and len({str(r.get(k)) for r in rows}) > 1
+    ]
+    numeric = [k for k in varying if all(isinstance(r.get(k), int | float) for r in rows)]
+    if numeric or varying:
+        return (numeric or varying)[0]
+    raise InputError("--x", f"no swept column besides {hue!r}; choose one of: {', '.join(header)}")
+
+
 def line_plot(
     rows: Sequence[Mapping[str, Any]],
     *,

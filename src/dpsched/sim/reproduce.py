@@ -347,7 +347,7 @@ def reproduce(
     directory = Path(out)
     directory.mkdir(parents=True, exist_ok=True)
     table = directory / f"{name}.csv"
-    write_csv(table, _flat(rows))
+    write_csv(table, rows)
     files = [table]
     means: dict[str, dict[str, dict[Any, float]]] = {}
     for metric in spec.metrics:
@@ -375,15 +375,3 @@ def _means(rows: Sequence[Row], metric: str) -> dict[str, dict[Any, float]]:
         if row.get("error") is None and row.get(metric) is not None:
             values[row["series"]][row["x"]].append(float(row[metric]))
     return {s: {x: float(np.mean(v)) for x, v in xs.items()} for s, xs in values.items()}
-
-
-def _flat(rows: Sequence[Row]) -> list[Row]:
-    """Rows with one shared set of columns (cells differ in which keys they set)."""
-    columns: dict[str, None] = {}
-    for row in rows:
-        columns.update(dict.fromkeys(row))
-    return [{c: _cell(row.get(c)) for c in columns} for row in rows]
-
-
-def _cell(value: Any) -> Any:
-    return value if not isinstance(value, dict | list) else str(value)

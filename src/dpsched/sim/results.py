@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,13 +56,23 @@ class SimResult:
         return written
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rows as CSV with the union of their keys as columns (first seen first): sweep
+    cells set different keys, and a failed cell has no metrics. Nested values are
+    written as their text."""
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
     with path.open("w", newline="") as handle:
         if not rows:
             return
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(handle, fieldnames=list(columns))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({c: _cell(row.get(c)) for c in columns} for row in rows)
+
+
+def _cell(value: Any) -> Any:
+    return value if not isinstance(value, dict | list) else str(value)
 
 
 def _quantile(values: np.ndarray, q: float) -> float | None:

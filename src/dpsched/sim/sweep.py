@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from dpsched.errors import DpschedError, InputError
-from dpsched.sim.config import load_config, parse_config, read_yaml_mapping
+from dpsched.readers import read_mapping
+from dpsched.sim.config import load_config, parse_config
 from dpsched.sim.simulator import Simulator
 
 Cell = dict[str, Any]
@@ -41,7 +42,7 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[Cell]:
 def load_sweep(path: str | Path) -> tuple[dict[str, Any], list[Cell]]:
     """(base config as a mapping, cells) from a sweep file."""
     file = Path(path)
-    data = read_yaml_mapping(file, "sweep")
+    data = read_mapping(file, "sweep")
     unknown = set(data) - {"base", "config", "grid"}
     if unknown:
         raise InputError(f"sweep.{sorted(unknown)[0]}", "unknown key")
@@ -49,7 +50,7 @@ def load_sweep(path: str | Path) -> tuple[dict[str, Any], list[Cell]]:
         raise InputError("sweep", "give exactly one of 'base' (a config file) or 'config'")
     if "base" in data:
         base_path = file.parent / str(data["base"])
-        base = read_yaml_mapping(base_path, "sweep.base")
+        base = read_mapping(base_path, "sweep.base")
         load_config(base_path)  # validates, and resolves its workload path
         workload = base.get("workload")
         if isinstance(workload, dict) and isinstance(workload.get("path"), str):
