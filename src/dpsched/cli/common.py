@@ -77,9 +77,9 @@ def check_output_dir(path: Path | None, option: str) -> None:
 def write_json(path: Path, data: Any, option: str = "--json") -> None:
     """JSON to a file (or to stdout for `-`); a write that fails is a one-line error."""
     try:
-        text = json.dumps(data, indent=2, allow_nan=False, default=_jsonable) + "\n"
+        text = _dumps(data)
     except ValueError:  # an infinite or NaN number: JSON has none, write null
-        text = json.dumps(_finite(data), indent=2, allow_nan=False, default=_jsonable) + "\n"
+        text = _dumps(_finite(data))
     if str(path) == STDOUT:
         sys.stdout.write(text)
         return
@@ -88,6 +88,18 @@ def write_json(path: Path, data: Any, option: str = "--json") -> None:
     except OSError as exc:
         raise InputError(option, f"cannot write {path}: {exc.strerror or exc}") from None
     errors.print(f"wrote {path}", markup=False)
+
+
+PRETTY_LIMIT = 1_000_000
+"""Characters up to which JSON is indented for people; larger reports (hundreds of
+thousands of claims) are written compact, which is several times faster."""
+
+
+def _dumps(data: Any) -> str:
+    text = json.dumps(data, allow_nan=False, default=_jsonable, separators=(",", ":"))
+    if len(text) <= PRETTY_LIMIT:
+        text = json.dumps(data, indent=2, allow_nan=False, default=_jsonable)
+    return text + "\n"
 
 
 def _finite(value: Any) -> Any:

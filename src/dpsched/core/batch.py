@@ -14,7 +14,7 @@ outcome.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +33,17 @@ _FAST_KEYS = frozenset(
 )
 _SELECTORS: TypeAdapter[Any] = TypeAdapter(BlockSelector)
 _DEMANDS: TypeAdapter[Any] = TypeAdapter(DemandSpec)
+
+
+def _key(mapping: dict[str, Any]) -> Hashable | None:
+    """A cache key for a selector or mechanism mapping: its items and their exact types
+    (so that `1`, `1.0` and `True` never share a validation result)."""
+    key = (tuple(mapping.items()), tuple(map(type, mapping.values())))
+    try:
+        hash(key)
+    except TypeError:  # nested lists or mappings
+        return _frozen(mapping)
+    return key
 
 
 def _frozen(value: Any) -> Hashable | None:
@@ -76,6 +87,8 @@ class BatchBuilder:
         self._strict = strict_selectors
         self._names = [b.id for b in ledger.blocks]
         self._where = {name: j for j, name in enumerate(self._names)}
+        self._canonical = {name: name for name in self._names}
+        """One string object per block id, however many claims name it."""
         self._dims = ledger.accounting.dims
         self._demand_key = "rdp" if ledger.accounting.mode == "rdp" else "epsilon"
         self._ids: list[str] = []
@@ -85,7 +98,8 @@ class BatchBuilder:
         self._timeout: list[float] = []
         self._min_blocks: list[int] = []
         self._block_ids: list[tuple[str, ...]] = []
-        self._index: list[np.ndarray] = []
+        self._counts: list[int] = []
+        self._flat_index: list[int] = []
         self._rows: list[Any] = []
         """Demand rows: one per claim with one demand for all its blocks, one per block
         for a per-block demand."""
@@ -94,7 +108,7 @@ class BatchBuilder:
         self._unchecked: list[int] = []
         """Claims whose (single) row is a raw list still to be checked for NaN and sign."""
         self._raw: list[Any] = []
-        self._selections: dict[Hashable, tuple[tuple[str, ...], np.ndarray]] = {}
+        self._selections: dict[Hashable, tuple[tuple[str, ...], Sequence[int]]] = {}
         self._demands: dict[Hashable, np.ndarray] = {}
 
     @property
@@ -110,14 +124,14 @@ class BatchBuilder:
             self._check_selector(spec.blocks, f"{field}.blocks")
         block_ids = self._ledger.select_blocks(spec, field)
         rows = self._ledger.demand_rows(spec, block_ids, field)
-        index = np.fromiter(map(self._where.__getitem__, block_ids), np.int64, len(block_ids))
+        index = [self._where[b] for b in block_ids]
         timeout = math.nan if spec.timeout is None else spec.timeout
         self._append(
             claim_id=spec.id,
             weight=spec.weight,
             arrival=spec.arrival,
             timeout=timeout,
-            min_blocks=spec.min_blocks,
+            min_blocks=min(spec.min_blocks, _EXACT_INT),
             index=index,
             raw=raw,
         )
@@ -169,25 +183,23 @@ class BatchBuilder:
             and (max_blocks is None or (type(max_blocks) is int and max_blocks >= min_blocks))
         ):
             return False
-        field = f"tasks.{claim_id}"
-        selection = self._fast_selection(item.get("blocks"), max_blocks, field)
+        selection = self._fast_selection(item.get("blocks"), max_blocks, claim_id)
         if selection is None:
             return False
-        row = self._fast_demand(item.get("demand"), field)
+        row = self._fast_demand(item.get("demand"), claim_id)
         if row is None:
             return False
         block_ids, index = selection
-        self._claim_id(claim_id, field)
-        self._append(
-            claim_id=claim_id,
-            weight=float(weight),
-            arrival=float(arrival),
-            timeout=math.nan if timeout is None else float(timeout),
-            min_blocks=min_blocks,
-            index=index,
-            raw=item,
-            block_ids=block_ids,
-        )
+        self._seen.add(claim_id)
+        self._ids.append(claim_id)
+        self._weight.append(weight)
+        self._arrival.append(arrival)
+        self._timeout.append(math.nan if timeout is None else timeout)
+        self._min_blocks.append(min_blocks)
+        self._counts.append(len(index))
+        self._flat_index.extend(index)
+        self._block_ids.append(block_ids)
+        self._raw.append(item)
         self._row_start.append(len(self._rows))
         self._per_block.append(False)
         if type(row) is list:
@@ -196,18 +208,24 @@ class BatchBuilder:
         return True
 
     def _fast_selection(
-        self, blocks: Any, max_blocks: int | None, field: str
-    ) -> tuple[tuple[str, ...], np.ndarray] | None:
+        self, blocks: Any, max_blocks: int | None, claim_id: str
+    ) -> tuple[tuple[str, ...], Sequence[int]] | None:
+        """(block ids, block indices) of a list of ids or a (cached) selector, or None."""
         if type(blocks) is list:
-            if not blocks or not all(type(b) is str for b in blocks):
+            distinct = set(blocks)
+            if not blocks or len(distinct) != len(blocks) or set(map(type, blocks)) != {str}:
                 return None
-            if len(set(blocks)) != len(blocks):
-                return None
-            selected = self._ledger.known_blocks(blocks, max_blocks, field)
-            index = np.fromiter(map(self._where.__getitem__, selected), np.int64, len(selected))
-            return tuple(self._names[j] for j in index.tolist()), index
-        key = _frozen(blocks)
-        if key is None or type(blocks) is not dict:
+            if not distinct <= self._where.keys() or (
+                max_blocks is not None and len(blocks) > max_blocks
+            ):
+                blocks = self._ledger.known_blocks(blocks, max_blocks, f"tasks.{claim_id}")
+            return tuple(map(self._canonical.__getitem__, blocks)), list(
+                map(self._where.__getitem__, blocks)
+            )
+        if type(blocks) is not dict:
+            return None
+        key = _key(blocks)
+        if key is None:
             return None
         cached = self._selections.get((key, max_blocks))
         if cached is not None:
@@ -216,17 +234,20 @@ class BatchBuilder:
             selector = _SELECTORS.validate_python(blocks)
         except ValidationError:
             return None
+        field = f"tasks.{claim_id}"
         if self._strict:
             self._check_selector(selector, f"{field}.blocks")
         selected = self._ledger.known_blocks(
             selector.select(self._ledger.blocks), max_blocks, field
         )
-        index = np.fromiter(map(self._where.__getitem__, selected), np.int64, len(selected))
-        cached = (tuple(self._names[j] for j in index.tolist()), index)
+        cached = (
+            tuple(map(self._canonical.__getitem__, selected)),
+            tuple(map(self._where.__getitem__, selected)),
+        )
         self._selections[(key, max_blocks)] = cached
         return cached
 
-    def _fast_demand(self, demand: Any, field: str) -> Any:
+    def _fast_demand(self, demand: Any, claim_id: str) -> Any:
         """The demand row (a raw list to check later, or a resolved vector), or None."""
         if type(demand) is not dict or (len(demand) != 1 and "mechanism" not in demand):
             return None
@@ -242,7 +263,7 @@ class BatchBuilder:
             return [value] if value is not None and value >= 0 else None
         if "mechanism" not in demand:
             return None
-        key = _frozen(demand)
+        key = _key(demand)
         if key is None:
             return None
         cached = self._demands.get(key)
@@ -251,7 +272,7 @@ class BatchBuilder:
                 spec = _DEMANDS.validate_python(demand)
             except ValidationError:
                 return None
-            cached = self._ledger.accounting.demand_vector(spec, f"{field}.demand")
+            cached = self._ledger.accounting.demand_vector(spec, f"tasks.{claim_id}.demand")
             self._demands[key] = cached
         return cached
 
@@ -263,19 +284,17 @@ class BatchBuilder:
         arrival: float,
         timeout: float,
         min_blocks: int,
-        index: np.ndarray,
+        index: Sequence[int],
         raw: Any,
-        block_ids: tuple[str, ...] | None = None,
     ) -> None:
         self._ids.append(claim_id)
         self._weight.append(weight)
         self._arrival.append(arrival)
         self._timeout.append(timeout)
-        self._min_blocks.append(min(min_blocks, _EXACT_INT))
-        self._index.append(index)
-        self._block_ids.append(
-            block_ids if block_ids is not None else tuple(self._names[j] for j in index.tolist())
-        )
+        self._min_blocks.append(min_blocks)
+        self._counts.append(len(index))
+        self._flat_index.extend(index)
+        self._block_ids.append(tuple(self._names[j] for j in index))
         self._raw.append(raw)
 
     def _claim_id(self, claim_id: str, field: str) -> None:
@@ -306,7 +325,7 @@ class BatchBuilder:
     def build(self) -> ClaimBatch:
         """The batch; refuses (naming the claim's field) a vector with NaN or a negative."""
         self._check_rows()
-        counts = np.fromiter(map(len, self._index), np.int64, len(self._index))
+        counts = np.asarray(self._counts, dtype=np.int64)
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         rows = np.asarray(self._rows, dtype=float).reshape(-1, self._dims)
         starts = np.asarray(self._row_start, dtype=np.int64)
@@ -321,8 +340,6 @@ class BatchBuilder:
             min_blocks=np.asarray(self._min_blocks, dtype=np.int64),
             block_ids=self._block_ids,
             indptr=indptr,
-            block_index=(
-                np.concatenate(self._index) if self._index else np.zeros(0, dtype=np.int64)
-            ),
+            block_index=np.asarray(self._flat_index, dtype=np.int64),
             demand=rows[entry_row] if rows.size else np.zeros((0, self._dims)),
         )

@@ -18,6 +18,7 @@ from dpsched.core.ledger import Ledger
 
 SHOWN_BLOCKS = 3
 """Blocks named in one reason; the rest are counted."""
+FITS_NOW = "fits the unlocked budget now, but the policy has not chosen it"
 
 
 @dataclass(frozen=True)
@@ -68,42 +69,67 @@ def waiting_reasons(ledger: Ledger) -> dict[str, str]:
     room_ever = np.where(usable, whole + TOLERANCE, -np.inf)
     fits_now = (demand <= room_now[blocks]).any(axis=1)
     fits_ever = (demand <= room_ever[blocks]).any(axis=1)
-    short = np.flatnonzero(~fits_ever)
-    closest = np.zeros(blocks.size, dtype=np.int64)
-    if short.size:
-        closest[short] = _closest_orders(demand[short], whole[blocks[short]], usable[blocks[short]])
-    labels = ledger.accounting.labels
+    n = arrays.n
+    indptr = arrays.indptr
+    claim_of = np.repeat(np.arange(n), np.diff(indptr))
+    missing = np.flatnonzero(~fits_ever)
+    locked = np.flatnonzero(fits_ever & ~fits_now)
+    n_missing = np.bincount(claim_of[missing], minlength=n)
+    locked = locked[n_missing[claim_of[locked]] == 0]  # budget short matters more
+    n_locked = np.bincount(claim_of[locked], minlength=n)
     names = [b.id for b in ledger.blocks]
-    basic = ledger.accounting.mode == "basic"
-    now_list, ever_list = fits_now.tolist(), fits_ever.tolist()
-    bounds = arrays.indptr.tolist()
-    block_list = blocks.tolist()
+    parts: dict[int, list[str]] = {}
+    shown = _first_per_claim(missing, claim_of)
+    if shown.size:
+        orders = _closest_orders(demand[shown], whole[blocks[shown]], usable[blocks[shown]])
+        at = (
+            [""] * len(orders)
+            if ledger.accounting.mode == "basic"
+            else [f" at {label}" for label in np.asarray(ledger.accounting.labels)[orders].tolist()]
+        )
+        for owner, j, need, left, where in zip(
+            claim_of[shown].tolist(),
+            blocks[shown].tolist(),
+            demand[shown, orders].tolist(),
+            np.maximum(whole[blocks[shown], orders], 0.0).tolist(),
+            at,
+            strict=True,
+        ):
+            parts.setdefault(owner, []).append(
+                f"{names[j]} (needs {need:.4g}{where}, {left:.4g} left)"
+            )
+    shown = _first_per_claim(locked, claim_of)
+    for owner, j, fraction in zip(
+        claim_of[shown].tolist(),
+        blocks[shown].tolist(),
+        ledger.unlocked_fraction[blocks[shown]].tolist(),
+        strict=True,
+    ):
+        parts.setdefault(owner, []).append(f"{names[j]} ({fraction:.0%} unlocked)")
     reasons: dict[str, str] = {}
+    counts_missing, counts_locked = n_missing.tolist(), n_locked.tolist()
     for i, claim_id in enumerate(arrays.ids.tolist()):
-        lo, hi = bounds[i], bounds[i + 1]
-        missing = [e for e in range(lo, hi) if not ever_list[e]]
-        if missing:
-            parts = []
-            for e in missing[:SHOWN_BLOCKS]:
-                order = int(closest[e])
-                j = block_list[e]
-                where = "" if basic else f" at {labels[order]}"
-                parts.append(
-                    f"{names[j]} (needs {demand[e, order]:.4g}{where}, "
-                    f"{max(float(whole[j, order]), 0.0):.4g} left)"
-                )
-            reasons[claim_id] = "not enough budget left on " + ", ".join(parts) + _more(missing)
-            continue
-        locked = [e for e in range(lo, hi) if not now_list[e]]
-        if not locked:
-            reasons[claim_id] = "fits the unlocked budget now, but the policy has not chosen it"
-            continue
-        parts = [
-            f"{names[block_list[e]]} ({ledger.unlocked_fraction[block_list[e]]:.0%} unlocked)"
-            for e in locked[:SHOWN_BLOCKS]
-        ]
-        reasons[claim_id] = "waits for budget to be unlocked on " + ", ".join(parts) + _more(locked)
+        if counts_missing[i]:
+            reasons[claim_id] = (
+                "not enough budget left on " + ", ".join(parts[i]) + _more(counts_missing[i])
+            )
+        elif counts_locked[i]:
+            reasons[claim_id] = (
+                "waits for budget to be unlocked on "
+                + ", ".join(parts[i])
+                + _more(counts_locked[i])
+            )
+        else:
+            reasons[claim_id] = FITS_NOW
     return reasons
+
+
+def _first_per_claim(entries: np.ndarray, claim_of: np.ndarray) -> np.ndarray:
+    """The first SHOWN_BLOCKS of `entries` (sorted) of each claim."""
+    owners = claim_of[entries]
+    rank = np.arange(entries.size) - np.searchsorted(owners, owners, side="left")
+    kept: np.ndarray = entries[rank < SHOWN_BLOCKS]
+    return kept
 
 
 def waiting_reason(ledger: Ledger, claim: Claim) -> str:
@@ -117,7 +143,7 @@ def waiting_reason(ledger: Ledger, claim: Claim) -> str:
     fits_now = ((claim.demand <= unlocked + TOLERANCE) & usable).any(axis=1)
     fits_ever = ((claim.demand <= whole + TOLERANCE) & usable).any(axis=1)
     if fits_now.all():
-        return "fits the unlocked budget now, but the policy has not chosen it"
+        return FITS_NOW
     labels = ledger.accounting.labels
     missing = np.flatnonzero(~fits_ever).tolist()
     if missing:
@@ -129,17 +155,17 @@ def waiting_reason(ledger: Ledger, claim: Claim) -> str:
                 f"{claim.block_ids[k]} (needs {claim.demand[k, order]:.4g}{where}, "
                 f"{max(float(whole[k, order]), 0.0):.4g} left)"
             )
-        return "not enough budget left on " + ", ".join(parts) + _more(missing)
+        return "not enough budget left on " + ", ".join(parts) + _more(len(missing))
     locked = np.flatnonzero(~fits_now).tolist()
     parts = [
         f"{claim.block_ids[k]} ({ledger.unlocked_fraction[rows[k]]:.0%} unlocked)"
         for k in locked[:SHOWN_BLOCKS]
     ]
-    return "waits for budget to be unlocked on " + ", ".join(parts) + _more(locked)
+    return "waits for budget to be unlocked on " + ", ".join(parts) + _more(len(locked))
 
 
-def _more(items: list[int]) -> str:
-    extra = len(items) - SHOWN_BLOCKS
+def _more(count: int) -> str:
+    extra = count - SHOWN_BLOCKS
     return f" and {extra} more block{'s' if extra > 1 else ''}" if extra > 0 else ""
 
 

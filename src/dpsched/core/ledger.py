@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from dpsched.budget import MAX_BUDGET, Accounting
-from dpsched.core.admission import TOLERANCE, fits, rows_fit
+from dpsched.core.admission import TOLERANCE, entries_fit, fits, rows_fit
 from dpsched.core.blocks import BlockSpec
 from dpsched.core.claims import Claim, ClaimBatch, ClaimSpec, ClaimState
 from dpsched.core.fitting import BudgetState, PendingFit, any_fits, pending_fit
@@ -225,38 +225,48 @@ class Ledger:
         index = batch.block_index
         demand = self.stored_demand(batch.demand, index)
         demand.setflags(write=False)
-        entry_ok = rows_fit(demand, self.capacity[index], self.usable[index])
+        entry_ok = entries_fit(index, demand, self.capacity, self.usable)
         bad_before = np.concatenate([[0], np.cumsum(~entry_ok)])
         bad = bad_before[batch.indptr[1:]] - bad_before[batch.indptr[:-1]]
         counts = np.diff(batch.indptr)
         rejected = (bad > 0) | (counts < batch.min_blocks)
         # allocated, consumed, reserved: np.zeros maps untouched zero pages, so claims that
         # never get budget cost no memory here.
-        held = [np.zeros(demand.shape) for _ in range(3)]
-        claims: list[Claim] = []
+        allocated, consumed, reserved = (np.zeros(demand.shape) for _ in range(3))
+        timeouts = [None if math.isnan(t) else t for t in batch.timeout.tolist()]
         bounds = batch.indptr.tolist()
-        for i, claim_id in enumerate(batch.ids):
-            lo, hi = bounds[i], bounds[i + 1]
-            timeout = float(batch.timeout[i])
-            claim = Claim(
-                id=claim_id,
-                weight=float(batch.weight[i]),
-                arrival=float(batch.arrival[i]),
-                timeout=None if math.isnan(timeout) else timeout,
-                block_ids=batch.block_ids[i],
-                block_index=index[lo:hi],
-                demand=demand[lo:hi],
-                allocated=held[0][lo:hi],
-                consumed=held[1][lo:hi],
-                reserved=held[2][lo:hi],
+        pending_state = ClaimState.PENDING
+        claims = [
+            Claim(
+                claim_id,
+                weight,
+                arrival,
+                timeout,
+                block_ids,
+                index[lo:hi],
+                demand[lo:hi],
+                pending_state,
+                allocated[lo:hi],
+                consumed[lo:hi],
+                reserved[lo:hi],
             )
-            if rejected[i]:
-                claim.state = ClaimState.REJECTED
-                claim.reason = _rejection(
-                    claim.block_ids, entry_ok[lo:hi], int(batch.min_blocks[i])
-                )
-                claim.finished_at = claim.arrival if time is None else time
-            claims.append(claim)
+            for claim_id, weight, arrival, timeout, block_ids, lo, hi in zip(
+                batch.ids,
+                batch.weight.tolist(),
+                batch.arrival.tolist(),
+                timeouts,
+                batch.block_ids,
+                bounds[:-1],
+                bounds[1:],
+                strict=True,
+            )
+        ]
+        for i in np.flatnonzero(rejected).tolist():
+            claim = claims[i]
+            lo, hi = bounds[i], bounds[i + 1]
+            claim.state = ClaimState.REJECTED
+            claim.reason = _rejection(claim.block_ids, entry_ok[lo:hi], int(batch.min_blocks[i]))
+            claim.finished_at = claim.arrival if time is None else time
         self._claims.update((c.id, c) for c in claims)
         pending = np.flatnonzero(~rejected)
         if pending.size:
