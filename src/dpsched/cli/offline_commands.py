@@ -79,20 +79,29 @@ def register(app: typer.Typer) -> None:
         Prints the summary, each block's spent epsilon and remaining budget at its best
         order, rejected and unallocated claims with their reasons, and the granted ids.
         """
-        from dpsched.cli.tables import blocks_table, claims_table, comparison_table, id_list
+        from dpsched.cli.tables import (
+            SHOWN_ROWS,
+            blocks_table,
+            claims_table,
+            comparison_table,
+            id_list,
+        )
         from dpsched.offline import run_policy
 
         check_output_file(json_out, "--json")
         options = _policy_options(policy, option, time_limit)
         loaded = _load(instance)
-        _, report = run_policy(loaded, policy, options)
+        explain = None if json_out is not None else SHOWN_ROWS
+        _, report = run_policy(loaded, policy, options, explain)
         if not json_to_stdout(json_out):
             console.print(comparison_table([report], title=f"{instance.name}: {policy}"))
             console.print(blocks_table(report))
             if report["rejected"]:
                 console.print(claims_table(report["rejected"], "rejected: can never run"))
             if report["unallocated"]:
-                console.print(claims_table(report["unallocated"], "not allocated"))
+                console.print(
+                    claims_table(report["unallocated"], "not allocated", report["n_unallocated"])
+                )
             console.print("allocated: " + id_list(report["allocated"]), highlight=False)
         if json_out is not None:
             write_json(json_out, report)
@@ -125,13 +134,14 @@ def register(app: typer.Typer) -> None:
         reports = []
         for name in names:
             options = {"time_limit": time_limit} if name == "optimal" and time_limit else {}
-            reports.append(run_policy(loaded, name, options)[1])
+            explain = None if json_out is not None else 0
+            reports.append(run_policy(loaded, name, options, explain)[1])
         if not json_to_stdout(json_out):
             title = f"{instance.name} ({loaded.accounting.mode})"
             console.print(comparison_table(reports, title=title))
             if reports[0]["rejected"]:
                 console.print(claims_table(reports[0]["rejected"], "rejected: can never run"))
-            waiting = ", ".join(f"{r['policy']} {len(r['unallocated'])}" for r in reports)
+            waiting = ", ".join(f"{r['policy']} {r['n_unallocated']}" for r in reports)
             console.print(
                 f"not allocated: {waiting}. For each claim's reason: dpsched schedule "
                 "INSTANCE --policy NAME, or --json FILE here.",

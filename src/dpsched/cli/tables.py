@@ -57,15 +57,17 @@ def blocks_table(report: dict[str, Any]) -> Table:
     return table
 
 
-def claims_table(claims: list[dict[str, Any]], title: str) -> Table:
-    """Claims with their reason (rejected, or not allocated), the first SHOWN_ROWS."""
-    table = Table(title=f"{title} ({len(claims)})", title_justify="left")
+def claims_table(claims: list[dict[str, Any]], title: str, total: int | None = None) -> Table:
+    """Claims with their reason (rejected, or not allocated), the first SHOWN_ROWS of
+    `total` (default: all of `claims`)."""
+    total = len(claims) if total is None else total
+    table = Table(title=f"{title} ({total})", title_justify="left")
     table.add_column("claim")
     table.add_column("reason", overflow="fold")
     for claim in claims[:SHOWN_ROWS]:
         table.add_row(claim["id"], claim["reason"])
-    if len(claims) > SHOWN_ROWS:
-        table.add_row("...", f"and {len(claims) - SHOWN_ROWS} more (all of them in --json)")
+    if total > SHOWN_ROWS:
+        table.add_row("...", f"and {total - SHOWN_ROWS} more (all of them in --json)")
     return table
 
 

@@ -50,11 +50,15 @@ def block_headroom(ledger: Ledger) -> list[Headroom]:
     return result
 
 
-def waiting_reasons(ledger: Ledger) -> dict[str, str]:
-    """Why each pending claim (in submission order) has not been granted, from the
-    budget as it stands: one vectorised pass over all pending entries, so it stays
-    cheap for hundreds of thousands of claims."""
+def waiting_reasons(ledger: Ledger, limit: int | None = None) -> dict[str, str]:
+    """Why each pending claim (in submission order; the first `limit` of them) has not
+    been granted, from the budget as it stands: one vectorised pass over the entries,
+    so it stays cheap for hundreds of thousands of claims."""
     arrays = ledger.pending_arrays()
+    if limit is not None and limit < arrays.n:
+        keep = np.zeros(arrays.n, dtype=bool)
+        keep[:limit] = True
+        arrays = arrays.subset(keep)
     if arrays.n == 0:
         return {}
     blocks = arrays.entry_block

@@ -10,7 +10,9 @@ errors here, where every block is known.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -53,8 +55,27 @@ class Instance:
         """A fresh ledger holding every block (fully unlocked) and every task (submitted),
         so each policy starts from an identical, already-checked state."""
         ledger = _block_ledger(self.accounting, self.blocks)
-        ledger.submit_batch(self.tasks)
+        with bulk_allocation():
+            ledger.submit_batch(self.tasks)
         return ledger
+
+
+@contextmanager
+def bulk_allocation() -> Iterator[None]:
+    """Pause the cyclic garbage collector while millions of objects are created.
+
+    Parsed data and claims hold no reference cycles, yet each collection would scan
+    them all again: on a 300,000-task file that was a quarter of the load time. They
+    are still freed by reference counting; collection resumes afterwards, and the
+    survivors are frozen out of later scans (`gc.freeze`)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.freeze()
+            gc.enable()
 
 
 def _block_ledger(accounting: Accounting, blocks: tuple[BlockSpec, ...]) -> Ledger:
@@ -92,4 +113,5 @@ def load_instance(path: str | Path, progress: Progress | None = None) -> Instanc
     """Read and fully validate an instance file (.json as JSON, anything else as YAML)."""
     if progress is not None:
         progress(f"reading {Path(path).name}", 0, 0)
-    return parse_instance(read_data(path, "instance"), progress)
+    with bulk_allocation():
+        return parse_instance(read_data(path, "instance"), progress)

@@ -11,25 +11,35 @@ from dpsched.policies import get_policy, schedule_step
 
 
 def run_policy(
-    instance: Instance, policy_name: str, options: Mapping[str, Any] | None = None
+    instance: Instance,
+    policy_name: str,
+    options: Mapping[str, Any] | None = None,
+    explain: int | None = None,
 ) -> tuple[Ledger, dict[str, Any]]:
-    """Schedule the instance once; return the final ledger and the JSON report."""
+    """Schedule the instance once; return the final ledger and the JSON report (with the
+    reasons of the first `explain` unallocated claims; None: all of them)."""
     policy = get_policy(policy_name)
     parsed = policy.options(options)
     ledger = instance.ledger()
     outcome = schedule_step(ledger, policy, time=0.0, options=parsed)
-    return ledger, schedule_report(ledger, policy_name, outcome.granted, outcome.result)
+    report = schedule_report(ledger, policy_name, outcome.granted, outcome.result, explain)
+    return ledger, report
 
 
 def schedule_report(
-    ledger: Ledger, policy_name: str, granted: list[str], result: Any
+    ledger: Ledger,
+    policy_name: str,
+    granted: list[str],
+    result: Any,
+    explain: int | None = None,
 ) -> dict[str, Any]:
     """The report. Keys are a contract (external scripts read them): policy, allocated,
     n_allocated, total_weight, runtime_s, status, mip_gap, blocks{remaining,
     spent_epsilon}, n_tasks, rejected, details. Keys may be added, never renamed.
 
     `rejected` lists {id, reason} for claims that can never run; `unallocated` lists
-    {id, reason} for claims still waiting. Per block, `remaining` is the raw vector
+    {id, reason} for claims still waiting (the first `explain` of them; None: all),
+    and `n_unallocated` counts them all. Per block, `remaining` is the raw vector
     (capacity - allocated - consumed, per order; orders RDP let go past capacity are
     negative), and `best_order` / `remaining_at_best` / `remaining_fraction` say how
     much room the block has where it can still admit something.
@@ -43,7 +53,7 @@ def schedule_report(
         for c in ledger.claims
         if c.state is ClaimState.REJECTED
     ]
-    unallocated = [{"id": k, "reason": v} for k, v in waiting_reasons(ledger).items()]
+    unallocated = [{"id": k, "reason": v} for k, v in waiting_reasons(ledger, explain).items()]
     blocks: dict[str, Any] = {}
     for j, block in enumerate(ledger.blocks):
         room = headroom[j]
@@ -69,4 +79,5 @@ def schedule_report(
         "rejected": rejected,
         "rejected_ids": [r["id"] for r in rejected],
         "unallocated": unallocated,
+        "n_unallocated": ledger.pending_count,
     }
