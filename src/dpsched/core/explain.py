@@ -86,22 +86,21 @@ def waiting_reasons(ledger: Ledger, limit: int | None = None) -> dict[str, str]:
     shown = _first_per_claim(missing, claim_of)
     if shown.size:
         orders = _closest_orders(demand[shown], whole[blocks[shown]], usable[blocks[shown]])
-        at = (
-            [""] * len(orders)
-            if ledger.accounting.mode == "basic"
-            else [f" at {label}" for label in np.asarray(ledger.accounting.labels)[orders].tolist()]
-        )
-        for owner, j, need, left, where in zip(
+        # Per (block, order): the text after the demand, shared by every claim there.
+        labels = ledger.accounting.labels
+        basic = ledger.accounting.mode == "basic"
+        tails: dict[tuple[int, int], str] = {}
+        for j, order in set(zip(blocks[shown].tolist(), orders.tolist(), strict=True)):
+            where = "" if basic else f" at {labels[order]}"
+            tails[j, order] = f"{where}, {max(float(whole[j, order]), 0.0):.4g} left)"
+        for owner, j, order, need in zip(
             claim_of[shown].tolist(),
             blocks[shown].tolist(),
+            orders.tolist(),
             demand[shown, orders].tolist(),
-            np.maximum(whole[blocks[shown], orders], 0.0).tolist(),
-            at,
             strict=True,
         ):
-            parts.setdefault(owner, []).append(
-                f"{names[j]} (needs {need:.4g}{where}, {left:.4g} left)"
-            )
+            parts.setdefault(owner, []).append(f"{names[j]} (needs {need:.4g}{tails[j, order]}")
     shown = _first_per_claim(locked, claim_of)
     for owner, j, fraction in zip(
         claim_of[shown].tolist(),

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dpsched.core import ClaimState, Ledger, block_headroom, waiting_reasons
-from dpsched.offline.instance import Instance
+from dpsched.offline.instance import Instance, bulk_allocation
 from dpsched.policies import get_policy, schedule_step
 
 
@@ -21,8 +21,9 @@ def run_policy(
     policy = get_policy(policy_name)
     parsed = policy.options(options)
     ledger = instance.ledger()
-    outcome = schedule_step(ledger, policy, time=0.0, options=parsed)
-    report = schedule_report(ledger, policy_name, outcome.granted, outcome.result, explain)
+    with bulk_allocation():
+        outcome = schedule_step(ledger, policy, time=0.0, options=parsed)
+        report = schedule_report(ledger, policy_name, outcome.granted, outcome.result, explain)
     return ledger, report
 
 
