@@ -53,4 +53,4 @@ register_simulator_commands(app)
 
 
 def main() -> None:
-    app()
+    app(prog_name="dpsched")

@@ -155,6 +155,10 @@ class Command(TyperCommand):
         for param in params:
             if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
                 param.metavar = ""
+            if isinstance(param, TyperArgument):
+                # The argument's name (INSTANCE, CONFIG) says what it is; typer would
+                # add its Python type (`<path>`, `<str>`).
+                setattr(param, "display_type_rich", _no_type)  # noqa: B010
         return params
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
@@ -164,6 +168,10 @@ class Command(TyperCommand):
                 name = param.display_name_raw.upper() + ("..." if param.nargs != 1 else "")
                 pieces.append(name if param.required else f"[{name}]")
         return pieces
+
+
+def _no_type(ctx: Any) -> None:
+    return None
 
 
 class Group(TyperGroup):

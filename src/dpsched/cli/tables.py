@@ -39,7 +39,7 @@ def comparison_table(reports: list[dict[str, Any]], title: str) -> Table:
 def blocks_table(report: dict[str, Any]) -> Table:
     """Spend and room per block, at the block's best order (the one that can still admit
     demands); the raw per-order vectors are in `--json` only."""
-    rdp = any(info["best_order"] is not None for info in report["blocks"].values())
+    rdp = report["accounting"] == "rdp"
     table = Table(title="blocks")
     table.add_column("block")
     table.add_column("spent epsilon", justify="right")

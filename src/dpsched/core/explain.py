@@ -174,12 +174,12 @@ def _more(count: int) -> str:
 
 def _closest_orders(demand: np.ndarray, available: np.ndarray, usable: np.ndarray) -> np.ndarray:
     """Per row, the usable order where the demand is the smallest multiple of what is left
-    (the first usable order when nothing is left anywhere)."""
+    (where nothing is left at any order: the usable order closest to having room)."""
     positive = usable & (available > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(positive, demand / np.where(positive, available, 1.0), np.inf)
     best = np.argmin(ratio, axis=1)
     nothing_left = np.isinf(ratio).all(axis=1)
-    first_usable = np.argmax(usable, axis=1)
-    chosen: np.ndarray = np.where(nothing_left, first_usable, best)
+    least_over = np.argmax(np.where(usable, available, -np.inf), axis=1)
+    chosen: np.ndarray = np.where(nothing_left, least_over, best)
     return chosen

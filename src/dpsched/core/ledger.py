@@ -578,7 +578,8 @@ def _rejection(block_ids: tuple[str, ...], ok: np.ndarray, min_blocks: int) -> s
     if len(block_ids) < min_blocks:
         if not block_ids:
             return f"its selector matches no block (needs at least {min_blocks})"
-        return f"selected {len(block_ids)} blocks, needs at least {min_blocks}"
+        plural = "s" if len(block_ids) > 1 else ""
+        return f"selected {len(block_ids)} block{plural}, needs at least {min_blocks}"
     if ok.all():
         return None
     too_big = [b for b, fit in zip(block_ids, ok.tolist(), strict=True) if not fit]

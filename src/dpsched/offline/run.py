@@ -36,7 +36,9 @@ def schedule_report(
 ) -> dict[str, Any]:
     """The report. Keys are a contract (external scripts read them): policy, allocated,
     n_allocated, total_weight, runtime_s, status, mip_gap, blocks{remaining,
-    spent_epsilon}, n_tasks, rejected, details. Keys may be added, never renamed.
+    spent_epsilon}, n_tasks, rejected, details. Keys may be added, never renamed (except
+    `rejected`, a list of ids until 0.1 and now of {id, reason}; the ids are in
+    `rejected_ids`).
 
     `rejected` lists {id, reason} for claims that can never run; `unallocated` lists
     {id, reason} for claims still waiting (the first `explain` of them; None: all),
@@ -68,6 +70,7 @@ def schedule_report(
         }
     return {
         "policy": policy_name,
+        "accounting": ledger.accounting.mode,
         "allocated": granted,
         "n_allocated": len(granted),
         "total_weight": float(sum(weights[c] for c in granted)),
