@@ -147,7 +147,10 @@ def test_huge_numbers_are_refused_or_rejected_without_warnings(tmp_path: Path) -
     assert report["n_allocated"] == 2
 
 
-def test_bad_policy_names_and_values_are_one_line() -> None:
+def test_bad_policy_names_and_values_are_one_line(tmp_path: Path) -> None:
+    missing = str(tmp_path / "not-loaded.yaml")  # checked after the options
+    one_line_error(dpsched("schedule", missing, "--policy", "dpak"), "--policy", "'dpak'")
+    one_line_error(dpsched("schedule", missing, "-o", "eta=2"), "dpack option.eta")
     one_line_error(dpsched("compare", FIG1, "--policies", "fcfs,bogus"), "--policies", "bogus")
     one_line_error(dpsched("curve", "gaussian", "-p", "sigma=1", "--alphas", "2,x"), "--alphas")
     one_line_error(dpsched("curve", "gaussian", "-p", "sigma=-1"), "mechanism.sigma")

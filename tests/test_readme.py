@@ -6,9 +6,12 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import tomllib
 from pathlib import Path
 
 from tests.test_cli import dpsched
+
+import dpsched as dpsched_package
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -56,3 +59,13 @@ def test_the_api_example_prints_what_its_comments_say() -> None:
     with contextlib.redirect_stdout(output):
         exec(compile(code, "README.md", "exec"), {})
     assert output.getvalue().splitlines() == expected
+
+
+def test_license_and_changelog_match_the_package() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "Apache-2.0"}
+    license_text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
+    assert project["version"] == dpsched_package.__version__
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert f"## {project['version']}" in changelog

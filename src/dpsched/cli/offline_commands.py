@@ -87,9 +87,14 @@ def register(app: typer.Typer) -> None:
             id_list,
         )
         from dpsched.offline import run_policy
+        from dpsched.policies import get_policy
 
         check_output_file(json_out, "--json")
+        if policy not in POLICY_NAMES:
+            choices = ", ".join(POLICY_NAMES)
+            raise InputError("--policy", f"unknown policy {policy!r}; choose from {choices}")
         options = _policy_options(policy, option, time_limit)
+        get_policy(policy).options(options)  # bad options fail before a long load
         loaded = _load(instance)
         explain = None if json_out is not None else SHOWN_ROWS
         _, report = run_policy(loaded, policy, options, explain)
