@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -29,6 +29,14 @@ P = ParamSpec("P")
 R = TypeVar("R")
 STDOUT = "-"
 """`--json -` writes the JSON to standard output, and nothing else goes there."""
+JsonOut = Annotated[
+    Path | None,
+    typer.Option(
+        "--json",
+        metavar="FILE",
+        help="also write the result as JSON to FILE ('-': only JSON, to standard output)",
+    ),
+]
 
 
 def friendly_errors(command: Callable[P, R]) -> Callable[P, R]:

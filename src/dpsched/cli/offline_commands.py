@@ -10,6 +10,7 @@ import typer
 
 from dpsched.cli.common import (
     Command,
+    JsonOut,
     check_output_file,
     console,
     errors,
@@ -24,14 +25,6 @@ from dpsched.errors import InputError
 
 Instance = Annotated[
     Path, typer.Argument(metavar="INSTANCE", help="instance file (.yaml, .yml or .json)")
-]
-JsonOut = Annotated[
-    Path | None,
-    typer.Option(
-        "--json",
-        metavar="FILE",
-        help="also write the result as JSON to FILE ('-': only JSON, to standard output)",
-    ),
 ]
 TimeLimit = Annotated[
     float | None, typer.Option(metavar="SECONDS", help="optimal: solver time limit")

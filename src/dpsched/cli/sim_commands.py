@@ -12,6 +12,7 @@ import typer
 from dpsched.cli.common import (
     Command,
     Group,
+    JsonOut,
     check_output_dir,
     check_output_file,
     console,
@@ -28,14 +29,6 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option(
         "--set", "-s", metavar="KEY=VALUE", help="override a config key: dotted.key=value"
-    ),
-]
-JsonOut = Annotated[
-    Path | None,
-    typer.Option(
-        "--json",
-        metavar="FILE",
-        help="also write the result as JSON to FILE ('-': only JSON, to standard output)",
     ),
 ]
 Workers = Annotated[int, typer.Option(metavar="N", help="parallel processes")]
