@@ -16,6 +16,7 @@ compute one (help, basic-mode instances with explicit demands) start fast.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +41,11 @@ if TYPE_CHECKING:
     import dp_accounting
 
 PLD_DISCRETIZATION = 1e-4
+RELATIVE_DISCRETIZATION = 1e-5
+"""PLD losses are discretised (rounded up: bounds stay sound) in steps of at least
+PLD_DISCRETIZATION and at least this fraction of the mechanism's epsilon scale. A fixed
+1e-4 step gave a weak mechanism (epsilon in the hundreds, e.g. Gaussian with sigma 0.05)
+millions of points: gigabytes and minutes for one demand."""
 CONVERSION_ORDERS: tuple[float, ...] = tuple(
     float(a) for a in np.concatenate([np.linspace(1.1, 10.9, 99), np.arange(11, 257)])
 )
@@ -107,12 +113,16 @@ def _pld_subsampled_laplace_rdp(
     from dp_accounting import pld
     from scipy.special import logsumexp
 
-    distribution = pld.privacy_loss_distribution.from_laplace_mechanism(
-        scale,
-        sampling_prob=sampling_rate,
-        value_discretization_interval=PLD_DISCRETIZATION,
-    )
     orders = np.asarray(alphas, dtype=float)
+    try:
+        distribution = pld.privacy_loss_distribution.from_laplace_mechanism(
+            scale,
+            sampling_prob=sampling_rate,
+            # The loss of one Laplace release is at most 1 / scale.
+            value_discretization_interval=max(PLD_DISCRETIZATION, RELATIVE_DISCRETIZATION / scale),
+        )
+    except OverflowError:  # exp(1 / scale) overflows: no privacy worth the name
+        return np.full_like(orders, np.inf)
     worst = np.zeros_like(orders)
     for pmf in (distribution._pmf_remove, distribution._pmf_add):
         dense = pmf.to_dense_pmf()
@@ -165,11 +175,32 @@ def dp_epsilon(spec: MechanismSpec, delta: float) -> float:
             "delta", f"must be in (0, 1) to convert a mechanism to epsilon, got {delta}"
         )
     with _quiet():
-        accountant = pld.PLDAccountant(value_discretization_interval=PLD_DISCRETIZATION)
+        interval = max(PLD_DISCRETIZATION, RELATIVE_DISCRETIZATION * _epsilon_bound(spec, delta))
+        accountant = pld.PLDAccountant(value_discretization_interval=interval)
         event = dp_accounting.SelfComposedDpEvent(_event(spec), spec.count)
         if not accountant.supports(event):
             # DP-FTRL's tree aggregation has no PLD; its RDP curve converts instead.
             return rdp_to_epsilon(CONVERSION_ORDERS, rdp_curve(spec, CONVERSION_ORDERS), delta)
-        accountant.compose(event)
+        try:
+            accountant.compose(event)
+        except OverflowError:  # exp(loss) overflows inside dp-accounting: no privacy
+            return math.inf
         epsilon = float(accountant.get_epsilon(delta))
     return epsilon
+
+
+def _epsilon_bound(spec: MechanismSpec, delta: float) -> float:
+    """A cheap upper bound on the (epsilon, delta) epsilon of `spec`, to size the PLD
+    discretization: the RDP conversion, with a subsampled Laplace counted without its
+    subsampling (which can only lower its privacy loss)."""
+    return rdp_to_epsilon(CONVERSION_ORDERS, _rdp_bound(spec), delta)
+
+
+def _rdp_bound(spec: MechanismSpec) -> np.ndarray:
+    if isinstance(spec, SubsampledLaplace):
+        plain = Laplace(mechanism="laplace", scale=spec.noise_scale, count=spec.count * spec.steps)
+        return rdp_curve(plain, CONVERSION_ORDERS)
+    if isinstance(spec, Composition):
+        parts: np.ndarray = np.sum([_rdp_bound(p) for p in spec.parts], axis=0)
+        return spec.count * parts
+    return rdp_curve(spec, CONVERSION_ORDERS)

@@ -131,7 +131,7 @@ class BatchBuilder:
             weight=spec.weight,
             arrival=spec.arrival,
             timeout=timeout,
-            min_blocks=min(spec.min_blocks, _EXACT_INT),
+            min_blocks=spec.min_blocks,
             index=index,
             raw=raw,
         )
@@ -212,8 +212,10 @@ class BatchBuilder:
     ) -> tuple[tuple[str, ...], Sequence[int]] | None:
         """(block ids, block indices) of a list of ids or a (cached) selector, or None."""
         if type(blocks) is list:
+            if not blocks or set(map(type, blocks)) != {str}:
+                return None
             distinct = set(blocks)
-            if not blocks or len(distinct) != len(blocks) or set(map(type, blocks)) != {str}:
+            if len(distinct) != len(blocks):
                 return None
             if not distinct <= self._where.keys() or (
                 max_blocks is not None and len(blocks) > max_blocks
@@ -337,7 +339,7 @@ class BatchBuilder:
             weight=np.asarray(self._weight, dtype=float),
             arrival=np.asarray(self._arrival, dtype=float),
             timeout=np.asarray(self._timeout, dtype=float),
-            min_blocks=np.asarray(self._min_blocks, dtype=np.int64),
+            min_blocks=self._min_blocks,
             block_ids=self._block_ids,
             indptr=indptr,
             block_index=np.asarray(self._flat_index, dtype=np.int64),

@@ -147,7 +147,8 @@ class ClaimBatch:
     arrival: np.ndarray
     timeout: np.ndarray
     """NaN where the claim waits forever."""
-    min_blocks: np.ndarray
+    min_blocks: list[int]
+    """Exact (Python ints: a user may write any positive integer)."""
     block_ids: list[tuple[str, ...]]
     indptr: np.ndarray
     block_index: np.ndarray

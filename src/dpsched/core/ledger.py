@@ -229,7 +229,10 @@ class Ledger:
         bad_before = np.concatenate([[0], np.cumsum(~entry_ok)])
         bad = bad_before[batch.indptr[1:]] - bad_before[batch.indptr[:-1]]
         counts = np.diff(batch.indptr)
-        rejected = (bad > 0) | (counts < batch.min_blocks)
+        # min_blocks may be any positive integer; above the largest count it is all the same.
+        cap = int(counts.max()) + 1 if counts.size else 1
+        fewest = np.array([min(m, cap) for m in batch.min_blocks], dtype=np.int64)
+        rejected = (bad > 0) | (counts < fewest)
         # allocated, consumed, reserved: np.zeros maps untouched zero pages, so claims that
         # never get budget cost no memory here.
         allocated, consumed, reserved = (np.zeros(demand.shape) for _ in range(3))
@@ -265,7 +268,7 @@ class Ledger:
             claim = claims[i]
             lo, hi = bounds[i], bounds[i + 1]
             claim.state = ClaimState.REJECTED
-            claim.reason = _rejection(claim.block_ids, entry_ok[lo:hi], int(batch.min_blocks[i]))
+            claim.reason = _rejection(claim.block_ids, entry_ok[lo:hi], batch.min_blocks[i])
             claim.finished_at = claim.arrival if time is None else time
         self._claims.update((c.id, c) for c in claims)
         pending = np.flatnonzero(~rejected)

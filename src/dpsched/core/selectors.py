@@ -107,6 +107,8 @@ class DatasetSelector(BaseModel):
     def _parse(cls, values: Any) -> Any:
         if isinstance(values, str):
             values = [values]
+        if not isinstance(values, list | tuple):
+            return values  # pydantic names the field: it must be a list of conditions
         return [Condition.parse(v) if isinstance(v, str) else v for v in values]
 
     def select(self, blocks: Sequence[BlockSpec]) -> list[str]:
