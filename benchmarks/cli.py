@@ -131,7 +131,7 @@ def main() -> int:
         nonlocal missed
         ok = result.seconds < target_s and (target_mb is None or result.peak_mb < target_mb)
         missed += not ok
-        target = f"< {target_s:g} s" + (f", < {target_mb:g} MB" if target_mb else "")
+        target = f"< {target_s:.3g} s" + (f", < {target_mb:g} MB" if target_mb else "")
         table.add_row(
             case, f"{result.seconds:.2f}", target, f"{result.peak_mb:.0f}", "yes" if ok else "NO"
         )
@@ -172,7 +172,7 @@ def main() -> int:
                 3 * json_run.seconds,
                 2000,
             )
-    Console().print(table)
+    Console(width=120).print(table)
     return 1 if missed else 0
 
 
