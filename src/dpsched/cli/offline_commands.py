@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
             comparison_table,
             id_list,
         )
-        from dpsched.offline import run_policy
+        from dpsched.offline import bulk_allocation, run_policy
         from dpsched.policies import get_policy
 
         check_output_file(json_out, "--json")
@@ -88,9 +88,11 @@ def register(app: typer.Typer) -> None:
             raise InputError("--policy", f"unknown policy {policy!r}; choose from {choices}")
         options = _policy_options(policy, option, time_limit)
         get_policy(policy).options(options)  # bad options fail before a long load
-        loaded = _load(instance)
-        explain = None if json_out is not None else SHOWN_ROWS
-        _, report = run_policy(loaded, policy, options, explain)
+        with bulk_allocation():  # the whole run: see its docstring
+            loaded = _load(instance)
+            explain = None if json_out is not None else SHOWN_ROWS
+            _, report = run_policy(loaded, policy, options, explain)
+            del loaded
         if not json_to_stdout(json_out):
             console.print(comparison_table([report], title=f"{instance.name}: {policy}"))
             console.print(blocks_table(report))
@@ -116,7 +118,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run several policies on the same instance; one row per policy."""
         from dpsched.cli.tables import claims_table, comparison_table
-        from dpsched.offline import run_policy
+        from dpsched.offline import bulk_allocation, run_policy
 
         check_output_file(json_out, "--json")
         names = [p.strip() for p in policies.split(",") if p.strip()]
@@ -128,12 +130,13 @@ def register(app: typer.Typer) -> None:
                 "--policies",
                 f"unknown policy {unknown[0]!r}; choose from {', '.join(POLICY_NAMES)}",
             )
-        loaded = _load(instance)
         reports = []
-        for name in names:
-            options = {"time_limit": time_limit} if name == "optimal" and time_limit else {}
-            explain = None if json_out is not None else 0
-            reports.append(run_policy(loaded, name, options, explain)[1])
+        with bulk_allocation():
+            loaded = _load(instance)
+            for name in names:
+                options = {"time_limit": time_limit} if name == "optimal" and time_limit else {}
+                explain = None if json_out is not None else 0
+                reports.append(run_policy(loaded, name, options, explain)[1])
         if not json_to_stdout(json_out):
             title = f"{instance.name} ({loaded.accounting.mode})"
             console.print(comparison_table(reports, title=title))
