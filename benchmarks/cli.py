@@ -3,11 +3,13 @@
 Start-up (median of 5 runs, each a fresh process): `dpsched --help` and
 `--version` < 0.3 s, a 4-task `schedule` < 1 s; with rdp accounting < 1.5 s, because
 its report converts RDP spend to (epsilon, delta) with dp-accounting, whose import
-alone takes 0.6-0.7 s here (scipy.signal and scipy.optimize come with it). Large instances (one run each): a
-generated 303,000-task instance on 50 blocks, ~55 MB as JSON, scheduled with dpack
-end to end (load, ledger, policy, report) < 10 s and < 2 GB; the same instance as
-~50 MB of YAML within 3x of the JSON time. The instance is generated from a seed
-into a temporary directory and deleted afterwards (never committed).
+alone takes 0.6-0.7 s here (scipy.signal and scipy.optimize come with it).
+
+Large instances (one run each): a generated 303,000-task instance on 50 blocks,
+~55 MB as JSON, scheduled with dpack end to end (load, ledger, policy, report) < 10 s
+and < 2 GB; the same instance as ~50 MB of YAML within 3x of the JSON time. The
+instance is generated from a seed into a temporary directory and deleted afterwards
+(never committed).
 """
 
 from __future__ import annotations
