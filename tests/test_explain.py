@@ -9,6 +9,7 @@ named.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from dpsched.core import (
     Ledger,
     PerArrival,
     block_headroom,
+    rows_fit,
     waiting_reason,
     waiting_reasons,
 )
@@ -306,10 +308,33 @@ def busy_ledger(draw: st.DrawFn) -> Ledger:
 
 @settings(max_examples=200, deadline=None)
 @given(busy_ledger(), st.integers(0, 14))
-def test_vectorised_reasons_agree_with_per_claim_reasons(ledger: Ledger, limit: int) -> None:
-    assert not ledger.reserved.any()
+def test_reasons_follow_the_admission_rule(ledger: Ledger, limit: int) -> None:
+    """Against the ledger's own admission rule (`can_run`, `rows_fit`): a claim that can
+    run now "fits"; one that could not run even with every block fully unlocked is
+    "not enough budget left" and names its first blocks that lack room then; any other
+    waits for unlocking and names its first blocks that lack room now."""
     pending = ledger.pending()
-    expected = {c.id: waiting_reason(ledger, c) for c in pending}
-    assert waiting_reasons(ledger) == expected
-    assert list(waiting_reasons(ledger)) == [c.id for c in pending]
-    assert waiting_reasons(ledger, limit=limit) == {c.id: expected[c.id] for c in pending[:limit]}
+    reasons = waiting_reasons(ledger)
+    assert list(reasons) == [c.id for c in pending]
+    opened = Ledger.from_dict(ledger.to_dict())
+    opened.unlock(np.ones(len(opened.blocks)))
+    for claim in pending:
+        text = reasons[claim.id]
+        assert waiting_reason(ledger, claim) == text
+        named = re.findall(r"(?:on |, )(\S+) \(", text)
+        if ledger.can_run(claim.id):
+            assert text == FITS_NOW
+            continue
+        view = opened if not opened.can_run(claim.id) else ledger
+        prefix = "not enough budget left on " if view is opened else "waits for budget to be "
+        assert text.startswith(prefix), text
+        rows = claim.block_index
+        ok = rows_fit(claim.demand, view.unlocked[rows] + claim.reserved, view.usable[rows])
+        lacking = [b for b, fits in zip(claim.block_ids, ok.tolist(), strict=True) if not fits]
+        assert named == lacking[:3]
+        assert text.endswith(
+            ""
+            if len(lacking) <= 3
+            else f"and {len(lacking) - 3} more block" + ("s" if len(lacking) > 4 else "")
+        )
+    assert waiting_reasons(ledger, limit=limit) == {c.id: reasons[c.id] for c in pending[:limit]}

@@ -15,6 +15,7 @@ import numpy as np
 from dpsched.core.admission import TOLERANCE
 from dpsched.core.claims import Claim, ClaimState
 from dpsched.core.ledger import Ledger
+from dpsched.core.pending import PendingArrays
 
 SHOWN_BLOCKS = 3
 """Blocks named in one reason; the rest are counted."""
@@ -59,23 +60,31 @@ def waiting_reasons(ledger: Ledger, limit: int | None = None) -> dict[str, str]:
         keep = np.zeros(arrays.n, dtype=bool)
         keep[:limit] = True
         arrays = arrays.subset(keep)
+    return _explain(ledger, arrays)
+
+
+def waiting_reason(ledger: Ledger, claim: Claim) -> str:
+    """Why one pending claim waits (its own reservation counts as available to it)."""
+    if claim.state is not ClaimState.PENDING:
+        return f"not pending: {claim.state.value}"
+    arrays = ledger.pending_arrays()
+    return _explain(ledger, arrays.subset(arrays.ids == claim.id))[claim.id]
+
+
+def _explain(ledger: Ledger, arrays: PendingArrays) -> dict[str, str]:
     if arrays.n == 0:
         return {}
     blocks = arrays.entry_block
     demand = arrays.entry_demand
-    usable = ledger.usable
-    unlocked = ledger.unlocked
-    if ledger.reserved.any():
-        claims = arrays.claims.tolist()
-        return {c.id: waiting_reason(ledger, c) for c in claims}
-    whole = unlocked + ledger.locked
-    room_now = np.where(usable, unlocked + TOLERANCE, -np.inf)
-    room_ever = np.where(usable, whole + TOLERANCE, -np.inf)
-    fits_now = (demand <= room_now[blocks]).any(axis=1)
-    fits_ever = (demand <= room_ever[blocks]).any(axis=1)
+    usable = ledger.usable[blocks]
+    unlocked = ledger.unlocked[blocks]
+    if ledger.reserved.any():  # round robin: a claim's reservation is available to it
+        unlocked = unlocked + np.vstack([c.reserved for c in arrays.claims.tolist()])
+    whole = unlocked + ledger.locked[blocks]
+    fits_now = ((demand <= unlocked + TOLERANCE) & usable).any(axis=1)
+    fits_ever = ((demand <= whole + TOLERANCE) & usable).any(axis=1)
     n = arrays.n
-    indptr = arrays.indptr
-    claim_of = np.repeat(np.arange(n), np.diff(indptr))
+    claim_of = np.repeat(np.arange(n), np.diff(arrays.indptr))
     missing = np.flatnonzero(~fits_ever)
     locked = np.flatnonzero(fits_ever & ~fits_now)
     n_missing = np.bincount(claim_of[missing], minlength=n)
@@ -85,22 +94,21 @@ def waiting_reasons(ledger: Ledger, limit: int | None = None) -> dict[str, str]:
     parts: dict[int, list[str]] = {}
     shown = _first_per_claim(missing, claim_of)
     if shown.size:
-        orders = _closest_orders(demand[shown], whole[blocks[shown]], usable[blocks[shown]])
-        # Per (block, order): the text after the demand, shared by every claim there.
+        orders = _closest_orders(demand[shown], whole[shown], usable[shown])
         labels = ledger.accounting.labels
         basic = ledger.accounting.mode == "basic"
-        tails: dict[tuple[int, int], str] = {}
-        for j, order in set(zip(blocks[shown].tolist(), orders.tolist(), strict=True)):
-            where = "" if basic else f" at {labels[order]}"
-            tails[j, order] = f"{where}, {max(float(whole[j, order]), 0.0):.4g} left)"
-        for owner, j, order, need in zip(
+        for owner, j, order, need, left in zip(
             claim_of[shown].tolist(),
             blocks[shown].tolist(),
             orders.tolist(),
             demand[shown, orders].tolist(),
+            np.maximum(whole[shown, orders], 0.0).tolist(),
             strict=True,
         ):
-            parts.setdefault(owner, []).append(f"{names[j]} (needs {need:.4g}{tails[j, order]}")
+            where = "" if basic else f" at {labels[order]}"
+            parts.setdefault(owner, []).append(
+                f"{names[j]} (needs {need:.4g}{where}, {left:.4g} left)"
+            )
     shown = _first_per_claim(locked, claim_of)
     for owner, j, fraction in zip(
         claim_of[shown].tolist(),
@@ -113,17 +121,13 @@ def waiting_reasons(ledger: Ledger, limit: int | None = None) -> dict[str, str]:
     counts_missing, counts_locked = n_missing.tolist(), n_locked.tolist()
     for i, claim_id in enumerate(arrays.ids.tolist()):
         if counts_missing[i]:
-            reasons[claim_id] = (
-                "not enough budget left on " + ", ".join(parts[i]) + _more(counts_missing[i])
-            )
+            text = "not enough budget left on " + ", ".join(parts[i]) + _more(counts_missing[i])
         elif counts_locked[i]:
-            reasons[claim_id] = (
-                "waits for budget to be unlocked on "
-                + ", ".join(parts[i])
-                + _more(counts_locked[i])
-            )
+            text = "waits for budget to be unlocked on " + ", ".join(parts[i])
+            text += _more(counts_locked[i])
         else:
-            reasons[claim_id] = FITS_NOW
+            text = FITS_NOW
+        reasons[claim_id] = text
     return reasons
 
 
@@ -133,38 +137,6 @@ def _first_per_claim(entries: np.ndarray, claim_of: np.ndarray) -> np.ndarray:
     rank = np.arange(entries.size) - np.searchsorted(owners, owners, side="left")
     kept: np.ndarray = entries[rank < SHOWN_BLOCKS]
     return kept
-
-
-def waiting_reason(ledger: Ledger, claim: Claim) -> str:
-    """Why one pending claim waits (its own reservation counts as available to it)."""
-    if claim.state is not ClaimState.PENDING:
-        return f"not pending: {claim.state.value}"
-    rows = claim.block_index
-    usable = ledger.usable[rows]
-    unlocked = ledger.unlocked[rows] + claim.reserved
-    whole = unlocked + ledger.locked[rows]
-    fits_now = ((claim.demand <= unlocked + TOLERANCE) & usable).any(axis=1)
-    fits_ever = ((claim.demand <= whole + TOLERANCE) & usable).any(axis=1)
-    if fits_now.all():
-        return FITS_NOW
-    labels = ledger.accounting.labels
-    missing = np.flatnonzero(~fits_ever).tolist()
-    if missing:
-        orders = _closest_orders(claim.demand[missing], whole[missing], usable[missing]).tolist()
-        parts = []
-        for k, order in zip(missing[:SHOWN_BLOCKS], orders, strict=False):
-            where = "" if ledger.accounting.mode == "basic" else f" at {labels[order]}"
-            parts.append(
-                f"{claim.block_ids[k]} (needs {claim.demand[k, order]:.4g}{where}, "
-                f"{max(float(whole[k, order]), 0.0):.4g} left)"
-            )
-        return "not enough budget left on " + ", ".join(parts) + _more(len(missing))
-    locked = np.flatnonzero(~fits_now).tolist()
-    parts = [
-        f"{claim.block_ids[k]} ({ledger.unlocked_fraction[rows[k]]:.0%} unlocked)"
-        for k in locked[:SHOWN_BLOCKS]
-    ]
-    return "waits for budget to be unlocked on " + ", ".join(parts) + _more(len(locked))
 
 
 def _more(count: int) -> str:
