@@ -2,7 +2,8 @@
 
 Layers, lower never importing higher: `budget` (privacy arithmetic) -> `core`
 (blocks, claims, ledger, selectors, unlocking) -> `policies` (orderings and the
-scheduling step) -> front ends (`offline`, `sim`) -> `cli`.
+scheduling step) -> `engine` (the round every front end runs) -> front ends
+(`offline`, `sim`) -> `cli`.
 
 The public names below are loaded on first use (PEP 562), so `import dpsched`
 (and every CLI start, which imports it as the package of `dpsched.cli`) costs
@@ -23,6 +24,7 @@ _EXPORTS = {
     "ClaimState": "dpsched.core",
     "Ledger": "dpsched.core",
     "DpschedError": "dpsched.errors",
+    "Engine": "dpsched.engine",
     "InputError": "dpsched.errors",
     "LedgerError": "dpsched.errors",
     "POLICIES": "dpsched.policies",
@@ -38,6 +40,7 @@ __all__ = [
     "ClaimSpec",
     "ClaimState",
     "DpschedError",
+    "Engine",
     "InputError",
     "Ledger",
     "LedgerError",
@@ -49,6 +52,7 @@ __all__ = [
 if TYPE_CHECKING:
     from dpsched.budget import Accounting
     from dpsched.core import BlockSpec, ClaimSpec, ClaimState, Ledger
+    from dpsched.engine import Engine
     from dpsched.errors import DpschedError, InputError, LedgerError
     from dpsched.policies import POLICIES, Problem, get_policy, schedule_step
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dpsched.core import ClaimState, Ledger, block_headroom, waiting_reasons
+from dpsched.core import AllUnlocked, ClaimState, Ledger, block_headroom, waiting_reasons
+from dpsched.engine import Engine
 from dpsched.offline.instance import Instance, bulk_allocation
-from dpsched.policies import get_policy, schedule_step
+from dpsched.policies import get_policy
 
 
 def run_policy(
@@ -16,15 +17,17 @@ def run_policy(
     options: Mapping[str, Any] | None = None,
     explain: int | None = None,
 ) -> tuple[Ledger, dict[str, Any]]:
-    """Schedule the instance once; return the final ledger and the JSON report (with the
-    reasons of the first `explain` unallocated claims; None: all of them)."""
+    """One engine round at t = 0 on the instance (everything unlocked); return the final
+    ledger and the JSON report (with the reasons of the first `explain` unallocated
+    claims; None: all of them)."""
     policy = get_policy(policy_name)
-    parsed = policy.options(options)
-    ledger = instance.ledger()
+    engine = Engine(instance.ledger(), AllUnlocked(), policy, options)
     with bulk_allocation():
-        outcome = schedule_step(ledger, policy, time=0.0, options=parsed)
-        report = schedule_report(ledger, policy_name, outcome.granted, outcome.result, explain)
-    return ledger, report
+        outcome = engine.round(0.0)
+        report = schedule_report(
+            engine.ledger, policy_name, outcome.granted, outcome.result, explain
+        )
+    return engine.ledger, report
 
 
 def schedule_report(

@@ -118,7 +118,7 @@ def collect(sim: Simulator, wall_time_s: float) -> SimResult:
         )
     n_allocated = len(delays)
     delay_array = np.asarray(delays, dtype=float)
-    used = sim.used_fraction()
+    used = sim.engine.used_fraction()
     blocks = [
         {
             "id": spec.id,

@@ -1,8 +1,8 @@
-"""The discrete-event simulator: virtual time on simpy, every decision by the shared core.
+"""The discrete-event simulator: a driver of the shared engine on virtual time (simpy).
 
-Blocks and claims arrive as simpy processes; budget is unlocked by the same
-`Unlocking` strategies and granted by the same `schedule_step` the service and
-the operator use. The simulator only decides *when* things happen:
+Blocks and claims arrive as simpy processes and go into the same `Engine` the
+offline commands, the budget service and the operator use; every round is
+`Engine.round`. The simulator only decides *when* things happen:
 
 - offline: every block and claim is present at t=0; one step.
 - batch: a step every `period` T, from t=0 (DPack §3.4).
@@ -30,7 +30,6 @@ from dpsched.core import (
     AllUnlocked,
     BlockSpec,
     ClaimSpec,
-    ClaimState,
     ExplicitSelector,
     Ledger,
     Lifetime,
@@ -40,7 +39,7 @@ from dpsched.core import (
     Unlocking,
 )
 from dpsched.core.admission import TOLERANCE
-from dpsched.policies import get_policy, schedule_step
+from dpsched.engine import Engine
 from dpsched.sim.arrivals import claim_arrivals
 from dpsched.sim.config import SimConfig
 from dpsched.sim.results import SimResult, collect
@@ -91,10 +90,13 @@ class Simulator:
         progress: Progress | None = None,
     ) -> None:
         self.config = config
-        self.ledger = Ledger(config.make_accounting())
-        self.policy = get_policy(config.scheduler.policy)
-        self.options = self.policy.options(config.scheduler.options)
-        self.unlocking = make_unlocking(config)
+        self.engine = Engine(
+            Ledger(config.make_accounting()),
+            make_unlocking(config),
+            config.scheduler.policy,
+            config.scheduler.options,
+        )
+        self.ledger = self.engine.ledger
         self.tasks = list(tasks) if tasks is not None else build_tasks(config)
         _, arrival_seed, selection_seed = seeds(config.seed)
         self.arrivals = claim_arrivals(config, self.tasks, np.random.default_rng(arrival_seed))
@@ -108,7 +110,6 @@ class Simulator:
         self._timeline: list[tuple[float, np.ndarray, np.ndarray]] = []
         self.env = simpy.Environment()
         self._first_block = self.env.event()
-        self._fit_cache: tuple[int, bool] | None = None
         self._granted_last = False
         self._arrivals: simpy.Event = self.env.event()
         self._selectors: dict[int, RecentSelector] = {}
@@ -124,16 +125,16 @@ class Simulator:
     def _add_block(self, now: float) -> None:
         j = self._blocks_added
         blocks = self.config.blocks
-        index = self.ledger.add_block(
+        self.engine.add_block(
             BlockSpec(
                 id=f"b{j:04d}",
                 epsilon=blocks.epsilon,
                 delta=blocks.delta,
                 arrival=now,
                 dimensions={"time": j},
-            )
+            ),
+            now,
         )
-        self.unlocking.on_block_added(self.ledger, index, now)
         self._blocks_added += 1
         if not self._first_block.triggered:
             self._first_block.succeed()
@@ -158,9 +159,7 @@ class Simulator:
             blocks=selector,
             demand=task.demand.spec(self.ledger.accounting),
         )
-        claim = self.ledger.submit(spec, time=now)
-        if claim.state is ClaimState.PENDING:
-            self.unlocking.on_claim_submitted(self.ledger, claim, now)
+        self.engine.submit(spec, now)
         self._submitted += 1
 
     def _recent(self, count: int) -> RecentSelector:
@@ -197,24 +196,15 @@ class Simulator:
     # ------------------------------------------------------------ stepping
     def _step(self) -> None:
         now = float(self.env.now)
-        self.unlocking.on_tick(self.ledger, now)
-        self.ledger.expire_due(now)
         start = time.process_time()
-        outcome = schedule_step(self.ledger, self.policy, now, self.options)
+        outcome = self.engine.round(now)
         self._cpu += time.process_time() - start
         self._granted_last = bool(outcome.granted)
         self._steps += 1
-        self._timeline.append((now, self.used_fraction(), self.ledger.unlocked_fraction.copy()))
+        used = self.engine.used_fraction()
+        self._timeline.append((now, used, self.ledger.unlocked_fraction.copy()))
         if self._progress is not None:
             self._progress(self._submitted, len(self.tasks))
-
-    def used_fraction(self) -> np.ndarray:
-        """Per block, spent / capacity at its least-used order: 1 means exhausted."""
-        ledger = self.ledger
-        ratio = np.full(ledger.capacity.shape, np.inf)
-        np.divide(ledger.spent(), ledger.capacity, out=ratio, where=ledger.usable)
-        used: np.ndarray = np.minimum(ratio.min(axis=1, initial=np.inf), 1.0)
-        return used
 
     @property
     def timeline(self) -> list[tuple[float, np.ndarray, np.ndarray]]:
@@ -234,7 +224,7 @@ class Simulator:
         return self._submitted == len(self.tasks) and self._blocks_added == self.config.blocks.count
 
     def _time_unlocking(self) -> bool:
-        return isinstance(self.unlocking, PerStep | Lifetime)
+        return isinstance(self.engine.unlocking, PerStep | Lifetime)
 
     def _finished(self) -> bool:
         if self.config.horizon is not None and self.env.now >= self.config.horizon - TOLERANCE:
@@ -250,16 +240,7 @@ class Simulator:
             # does not see: wait for unlocking to complete instead.
             return False
         # An early exit only: a step that granted something will be followed by another.
-        return not self._granted_last and not self._could_ever_fit()
-
-    def _could_ever_fit(self) -> bool:
-        """Could any pending claim fit once all remaining budget is unlocked? Cached per
-        ledger revision: unlocking alone never changes the answer."""
-        ledger = self.ledger
-        key = ledger.revision
-        if self._fit_cache is None or self._fit_cache[0] != key:
-            self._fit_cache = (key, ledger.any_pending_could_fit())
-        return self._fit_cache[1]
+        return not self._granted_last and not self.engine.could_ever_fit()
 
     def _controller(self) -> Generator[simpy.Event, Any, None]:
         mode = self.config.scheduler.mode
