@@ -13,7 +13,7 @@ accumulates shares there until a claim's demand is covered).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,9 @@ from dpsched.core.pending import PendingArrays, PendingIndex, PendingView
 from dpsched.errors import InputError, LedgerError, from_validation_error
 
 _BUDGET_PARTS = ("capacity", "locked", "unlocked", "reserved", "allocated", "consumed")
+Listener = Callable[[str, dict[str, Any]], None]
+"""Told of every change of state, after it happened: (operation, JSON-able arguments).
+`core.operations.apply` replays it exactly on a ledger in the same prior state."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class Ledger:
         """Bumped by every change to claims or to granted budget (not by unlocking), so
         callers can cache answers that only those changes affect."""
         self._requests: dict[str, _Request] = {}
+        self.listener: Listener | None = None
+        """Set by whoever journals the ledger (the engine); None costs nothing."""
 
     # ----------------------------------------------------------------- blocks
     @property
@@ -101,6 +106,8 @@ class Ledger:
         self.unlocked_fraction = np.append(self.unlocked_fraction, 0.0)
         self.block_arrival = np.append(self.block_arrival, spec.arrival)
         self.revision += 1
+        if self.listener is not None:
+            self.listener("add_block", {"spec": spec.model_dump(mode="json")})
         return index
 
     def unlock(self, fractions: np.ndarray, indices: np.ndarray | None = None) -> None:
@@ -114,6 +121,16 @@ class Ledger:
         new_fraction = np.maximum(self.unlocked_fraction[target_index], target)
         new_locked = self.capacity[target_index] * (1.0 - new_fraction)[:, None]
         moved = self.locked[target_index] - new_locked
+        if self.listener is not None:
+            raised = new_fraction > self.unlocked_fraction[target_index]
+            if raised.any():
+                self.listener(
+                    "unlock",
+                    {
+                        "index": target_index[raised].tolist(),
+                        "fraction": new_fraction[raised].tolist(),
+                    },
+                )
         self.unlocked[target_index] += moved
         self.locked[target_index] = new_locked
         self.unlocked_fraction[target_index] = new_fraction
@@ -204,6 +221,8 @@ class Ledger:
             self._pending[claim.id] = None
             self._pending_index.add(claim)
         self.revision += 1
+        if self.listener is not None:
+            self.listener("submit", _submitted(claim, spec.min_blocks, time))
         return claim
 
     def submit_batch(self, batch: ClaimBatch, time: float | None = None) -> list[Claim]:
@@ -276,6 +295,10 @@ class Ledger:
             self._pending.update((claims[i].id, None) for i in pending.tolist())
             self._pending_index.add_many(_batch_arrays(batch, claims, demand, pending))
         self.revision += 1
+        if self.listener is not None:
+            for claim, least in zip(claims, batch.min_blocks, strict=True):
+                at = claim.arrival if time is None else time
+                self.listener("submit", _submitted(claim, least, at))
         return claims
 
     def select_blocks(self, spec: ClaimSpec, field: str) -> list[str]:
@@ -375,6 +398,7 @@ class Ledger:
         self._pending_index.remove(claim_id)
         self._requests[request_id] = _Request("allocate", claim_id)
         self.revision += 1
+        self._tell("allocate", claim_id, request_id, time)
         return claim
 
     def reserve(self, claim_id: str, amount: np.ndarray, *, request_id: str, time: float) -> Claim:
@@ -402,6 +426,7 @@ class Ledger:
         claim.reserved = claim.reserved + amount
         self._requests[request_id] = _Request("reserve", claim_id)
         self.revision += 1
+        self._tell("reserve", claim_id, request_id, time, amount=amount.tolist())
         return claim
 
     def consume(
@@ -429,6 +454,7 @@ class Ledger:
             claim.finished_at = time
         self._requests[request_id] = _Request("consume", claim_id)
         self.revision += 1
+        self._tell("consume", claim_id, request_id, time, fraction=fraction)
         return claim
 
     def _move_leftover_to_consumed(self, claim: Claim) -> None:
@@ -453,6 +479,7 @@ class Ledger:
         claim.finished_at = time
         self._requests[request_id] = _Request("release", claim_id)
         self.revision += 1
+        self._tell("release", claim_id, request_id, time)
         return claim
 
     def expire(self, claim_id: str, *, request_id: str, time: float) -> Claim:
@@ -473,6 +500,7 @@ class Ledger:
         self._pending_index.remove(claim_id)
         self._requests[request_id] = _Request("expire", claim_id)
         self.revision += 1
+        self._tell("expire", claim_id, request_id, time)
         return claim
 
     def expire_due(self, time: float) -> list[str]:
@@ -483,6 +511,11 @@ class Ledger:
         for claim_id in due:
             self.expire(claim_id, request_id=f"expire:{claim_id}", time=time)
         return due
+
+    def _tell(self, op: str, claim_id: str, request_id: str, time: float, **extra: Any) -> None:
+        if self.listener is not None:
+            args = {"claim": claim_id, "request_id": request_id, "time": time, **extra}
+            self.listener(op, args)
 
     @staticmethod
     def _expect(claim: Claim, state: ClaimState, op: str) -> None:
@@ -622,3 +655,20 @@ def _task_field(data: object) -> str:
     """`tasks.<id>` for a task given as a dict with a usable id, else `task`."""
     name = data.get("id") if isinstance(data, dict) else None
     return f"tasks.{name}" if isinstance(name, str) and name else "task"
+
+
+def _submitted(claim: Claim, min_blocks: int, time: float) -> dict[str, Any]:
+    """A submission as resolved (blocks chosen, demand computed): replaying it needs no
+    selector, no curve and no dp-accounting, only the admission rule again."""
+    return {
+        "claim": {
+            "id": claim.id,
+            "weight": claim.weight,
+            "arrival": claim.arrival,
+            "timeout": claim.timeout,
+            "min_blocks": min_blocks,
+            "block_ids": list(claim.block_ids),
+            "demand": claim.demand.tolist(),
+        },
+        "time": time,
+    }
