@@ -12,6 +12,7 @@ accumulates shares there until a claim's demand is covered).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -567,13 +568,8 @@ class Ledger:
     # -------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
         """The full state as plain JSON-able data (floats round-trip exactly)."""
-        accounting = self.accounting
         return {
-            "accounting": {
-                "mode": accounting.mode,
-                "alphas": list(accounting.alphas),
-                "delta": accounting.delta,
-            },
+            "accounting": self._accounting_dict(),
             "blocks": [
                 {
                     "spec": spec.model_dump(mode="json"),
@@ -606,6 +602,139 @@ class Ledger:
             ledger._pending_index.add(ledger._claims[claim_id])
         ledger._requests = {rid: _Request(op, cid) for rid, (op, cid) in data["requests"].items()}
         return ledger
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The full state as flat numpy arrays (claims columnar, strings packed): what a
+        snapshot stores. Exact like `to_dict`, and for 100,000 claims a few MB that load
+        in a fraction of a second, where their JSON takes 133 MB and seconds."""
+        claims = list(self._claims.values())
+        position = {c.id: i for i, c in enumerate(claims)}
+        counts = np.fromiter((c.block_index.size for c in claims), np.int64, len(claims))
+        dims = self.accounting.dims
+
+        def stacked(part: str) -> np.ndarray:
+            rows = [getattr(c, part) for c in claims]
+            return np.vstack(rows) if rows else np.zeros((0, dims))
+
+        def floats(values: Iterator[float | None]) -> np.ndarray:
+            return np.fromiter((np.nan if v is None else v for v in values), float)
+
+        requests = list(self._requests.items())
+        return {
+            "accounting": _pack([json.dumps(self._accounting_dict())]),
+            "blocks": _pack([json.dumps(b.model_dump(mode="json")) for b in self._blocks]),
+            **{part: getattr(self, part) for part in _BUDGET_PARTS},
+            "unlocked_fraction": self.unlocked_fraction,
+            "claim_ids": _pack([c.id for c in claims]),
+            "claim_weight": floats(c.weight for c in claims),
+            "claim_arrival": floats(c.arrival for c in claims),
+            "claim_timeout": floats(c.timeout for c in claims),
+            "claim_state": np.fromiter((_STATES.index(c.state) for c in claims), np.int8),
+            "claim_reason": _pack([c.reason or "" for c in claims]),
+            "claim_has_reason": np.fromiter((c.reason is not None for c in claims), bool),
+            "claim_allocated_at": floats(c.allocated_at for c in claims),
+            "claim_finished_at": floats(c.finished_at for c in claims),
+            "claim_indptr": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            "claim_block_index": (
+                np.concatenate([c.block_index for c in claims]).astype(np.int64)
+                if claims
+                else np.zeros(0, dtype=np.int64)
+            ),
+            "claim_demand": stacked("demand"),
+            "claim_allocated": stacked("allocated"),
+            "claim_consumed": stacked("consumed"),
+            "claim_reserved": stacked("reserved"),
+            "pending": np.fromiter((position[c] for c in self._pending), np.int64),
+            "request_ids": _pack([rid for rid, _ in requests]),
+            "request_ops": _pack([r.op for _, r in requests]),
+            "request_claims": _pack([r.claim_id for _, r in requests]),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Ledger:
+        """Inverse of `to_arrays`."""
+        acc = json.loads(_unpack(arrays["accounting"])[0])
+        ledger = cls(Accounting(acc["mode"], tuple(acc["alphas"]), acc["delta"]))
+        blocks = [BlockSpec.model_validate_json(b) for b in _unpack(arrays["blocks"])]
+        ledger._blocks = blocks
+        ledger._block_index = {b.id: j for j, b in enumerate(blocks)}
+        for part in _BUDGET_PARTS:
+            setattr(ledger, part, np.array(arrays[part], dtype=float))
+        ledger.unlocked_fraction = np.array(arrays["unlocked_fraction"], dtype=float)
+        ledger.block_arrival = np.asarray([b.arrival for b in blocks], dtype=float)
+        names = [b.id for b in blocks]
+        indptr = arrays["claim_indptr"].tolist()
+        index = arrays["claim_block_index"]
+        parts = {
+            part: np.array(arrays[f"claim_{part}"], dtype=float)
+            for part in ("demand", "allocated", "consumed", "reserved")
+        }
+        reasons = _unpack(arrays["claim_reason"])
+        has_reason = arrays["claim_has_reason"].tolist()
+
+        def optional(values: np.ndarray) -> list[float | None]:
+            return [None if math.isnan(v) else v for v in values.tolist()]
+
+        timeouts = optional(arrays["claim_timeout"])
+        allocated_at = optional(arrays["claim_allocated_at"])
+        finished_at = optional(arrays["claim_finished_at"])
+        states = arrays["claim_state"].tolist()
+        weights = arrays["claim_weight"].tolist()
+        arrivals = arrays["claim_arrival"].tolist()
+        for i, claim_id in enumerate(_unpack(arrays["claim_ids"])):
+            lo, hi = indptr[i], indptr[i + 1]
+            rows = index[lo:hi].copy()
+            ledger._claims[claim_id] = Claim(
+                id=claim_id,
+                weight=weights[i],
+                arrival=arrivals[i],
+                timeout=timeouts[i],
+                block_ids=tuple(names[j] for j in rows.tolist()),
+                block_index=rows,
+                demand=parts["demand"][lo:hi].copy(),
+                state=_STATES[states[i]],
+                allocated=parts["allocated"][lo:hi].copy(),
+                consumed=parts["consumed"][lo:hi].copy(),
+                reserved=parts["reserved"][lo:hi].copy(),
+                reason=reasons[i] if has_reason[i] else None,
+                allocated_at=allocated_at[i],
+                finished_at=finished_at[i],
+            )
+        claims = list(ledger._claims.values())
+        for i in arrays["pending"].tolist():
+            ledger._pending[claims[i].id] = None
+            ledger._pending_index.add(claims[i])
+        ledger._requests = {
+            rid: _Request(op, cid)
+            for rid, op, cid in zip(
+                _unpack(arrays["request_ids"]),
+                _unpack(arrays["request_ops"]),
+                _unpack(arrays["request_claims"]),
+                strict=True,
+            )
+        }
+        return ledger
+
+    def _accounting_dict(self) -> dict[str, Any]:
+        accounting = self.accounting
+        return {
+            "mode": accounting.mode,
+            "alphas": list(accounting.alphas),
+            "delta": accounting.delta,
+        }
+
+
+_STATES = list(ClaimState)
+
+
+def _pack(strings: list[str]) -> np.ndarray:
+    """Strings as one uint8 array (their JSON list: any character is safe in it)."""
+    return np.frombuffer(json.dumps(strings).encode(), dtype=np.uint8)
+
+
+def _unpack(packed: np.ndarray) -> list[str]:
+    strings: list[str] = json.loads(bytes(packed))
+    return strings
 
 
 def _rejection(block_ids: tuple[str, ...], ok: np.ndarray, min_blocks: int) -> str | None:
