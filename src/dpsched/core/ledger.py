@@ -641,9 +641,9 @@ class Ledger:
                 else np.zeros(0, dtype=np.int64)
             ),
             "claim_demand": stacked("demand"),
-            "claim_allocated": stacked("allocated"),
-            "claim_consumed": stacked("consumed"),
-            "claim_reserved": stacked("reserved"),
+            **_sparse_rows("claim_allocated", stacked("allocated")),
+            **_sparse_rows("claim_consumed", stacked("consumed")),
+            **_sparse_rows("claim_reserved", stacked("reserved")),
             "pending": np.fromiter((position[c] for c in self._pending), np.int64),
             "request_ids": _pack([rid for rid, _ in requests]),
             "request_ops": _pack([r.op for _, r in requests]),
@@ -665,10 +665,11 @@ class Ledger:
         names = [b.id for b in blocks]
         indptr = arrays["claim_indptr"].tolist()
         index = arrays["claim_block_index"]
-        parts = {
-            part: np.array(arrays[f"claim_{part}"], dtype=float)
-            for part in ("demand", "allocated", "consumed", "reserved")
-        }
+        demand = np.array(arrays["claim_demand"], dtype=float)
+        parts = {"demand": demand}
+        for part in ("allocated", "consumed", "reserved"):
+            parts[part] = np.zeros_like(demand)
+            parts[part][arrays[f"claim_{part}_rows"]] = arrays[f"claim_{part}"]
         reasons = _unpack(arrays["claim_reason"])
         has_reason = arrays["claim_has_reason"].tolist()
 
@@ -725,6 +726,12 @@ class Ledger:
 
 
 _STATES = list(ClaimState)
+
+
+def _sparse_rows(name: str, matrix: np.ndarray) -> dict[str, np.ndarray]:
+    """Only the non-zero rows (most claims hold nothing, or have consumed nothing)."""
+    rows = np.flatnonzero(matrix.any(axis=1))
+    return {name: matrix[rows], f"{name}_rows": rows}
 
 
 def _pack(strings: list[str]) -> np.ndarray:
