@@ -14,6 +14,7 @@ import typer
 from dpsched import __version__
 from dpsched.cli.common import Group, console
 from dpsched.cli.offline_commands import register as register_offline_commands
+from dpsched.cli.service_commands import register as register_service_commands
 from dpsched.cli.sim_commands import register as register_simulator_commands
 
 app = typer.Typer(
@@ -50,6 +51,7 @@ def root(
 
 register_offline_commands(app)
 register_simulator_commands(app)
+register_service_commands(app)
 
 
 def main() -> None:

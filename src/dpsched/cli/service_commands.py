@@ -1,0 +1,104 @@
+"""The online system's commands: the journal's schema and its audit."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from dpsched.cli.common import (
+    Command,
+    Group,
+    JsonOut,
+    check_output_file,
+    console,
+    errors,
+    friendly_errors,
+    json_to_stdout,
+    write_json,
+)
+
+DEFAULT_DB = "dpsched.db"
+Database = Annotated[
+    str,
+    typer.Option(
+        "--db",
+        metavar="URL",
+        help="journal database: a SQLite file path, or a URL such as "
+        "postgresql+psycopg://user@host/db (default: $DPSCHED_DB, else dpsched.db)",
+    ),
+]
+
+
+def _database(value: str | None) -> str:
+    return value or os.environ.get("DPSCHED_DB") or DEFAULT_DB
+
+
+def register(app: typer.Typer) -> None:
+    db_app = typer.Typer(
+        cls=Group,
+        help="The journal database: create or migrate its schema.",
+        no_args_is_help=True,
+        rich_markup_mode="markdown",
+    )
+    audit_app = typer.Typer(
+        cls=Group,
+        help="Check the journal: it is the audit log.",
+        no_args_is_help=True,
+        rich_markup_mode="markdown",
+    )
+    app.add_typer(db_app, name="db")
+    app.add_typer(audit_app, name="audit")
+
+    @db_app.command("upgrade", cls=Command)
+    @friendly_errors
+    def upgrade(db: Database = "", json_out: JsonOut = None) -> None:
+        """Create the journal's tables, or migrate them to this version's schema."""
+        from dpsched.engine.journal import Journal
+
+        check_output_file(json_out, "--json")
+        url = _database(db)
+        revision = Journal(url, check=False).upgrade()
+        if not json_to_stdout(json_out):
+            console.print(f"{url}: schema at revision {revision}", highlight=False, soft_wrap=True)
+        if json_out is not None:
+            write_json(json_out, {"db": url, "revision": revision})
+
+    @audit_app.command("verify", cls=Command)
+    @friendly_errors
+    def audit_verify(db: Database = "", json_out: JsonOut = None) -> None:
+        """Replay the journal from its first row: check the hash chain and the budget
+        invariant after every operation, and report the first bad row (exit 1)."""
+        from dpsched.engine.audit import verify
+        from dpsched.engine.journal import Journal
+
+        check_output_file(json_out, "--json")
+        url = _database(db)
+        report = verify(Journal(url))
+        if not json_to_stdout(json_out):
+            if report.ok:
+                console.print(
+                    f"{url}: {report.rows} rows verified, all sound",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            else:
+                errors.print(
+                    f"{url}: row {report.bad_row} is bad: {report.problem} "
+                    f"({report.rows} rows before it verified)",
+                    markup=False,
+                )
+        if json_out is not None:
+            write_json(
+                json_out,
+                {
+                    "db": url,
+                    "ok": report.ok,
+                    "rows": report.rows,
+                    "bad_row": report.bad_row,
+                    "problem": report.problem,
+                },
+            )
+        if not report.ok:
+            raise typer.Exit(1)

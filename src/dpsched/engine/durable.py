@@ -1,0 +1,230 @@
+"""The engine made durable: every change of state is journaled, and a restart rebuilds the
+exact state from the latest snapshot plus the operations after it.
+
+An operation runs on the in-memory engine first (the ledger refuses bad requests
+before changing anything, so a refusal journals nothing); what it changed, as the
+ledger reports it, is *staged*; `commit` appends everything staged in one transaction
+(group commit: several requests may share it). Until `commit` returns, nothing that
+was staged may be shown to anyone: callers answer their clients only after it.
+Should a commit fail, the in-memory state is rebuilt from the journal, so it never
+holds what the journal does not.
+
+Operations that are not the ledger's (a front end's own state, such as tenants) are
+journaled with `record` and handed back to the front end's `restore` on replay.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from dpsched.budget import Accounting
+from dpsched.core import Ledger, Unlocking
+from dpsched.core.operations import OPERATIONS, apply
+from dpsched.engine.engine import Engine
+from dpsched.engine.journal import Entry, Journal
+from dpsched.errors import InputError
+from dpsched.policies import Policy
+
+SNAPSHOT_FORMAT = "npz-1"
+SNAPSHOT_EVERY = 10_000
+"""Operations between snapshots: a restart replays at most this many."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who asked for an operation: stored with every row it produces."""
+
+    tenant: str | None = None
+    actor: str | None = None
+    request_id: str | None = None
+
+
+class FrontEndState:
+    """What a front end keeps beside the ledger (tenants, claim bodies): saved in every
+    snapshot and rebuilt from the entries it `record`ed."""
+
+    def reset(self) -> None:
+        """Back to empty, before a recovery replays the journal into it."""
+        return None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {}
+
+    def load(self, data: dict[str, Any]) -> None:
+        return None
+
+    def restore(self, entry: Entry) -> None:
+        raise InputError("journal", f"row {entry.seq}: unknown operation {entry.op!r}")
+
+
+class DurableEngine:
+    """An engine whose every change is journaled; open it with `DurableEngine.open`."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        engine: Engine,
+        state: FrontEndState,
+        snapshot_every: int = SNAPSHOT_EVERY,
+    ) -> None:
+        self.journal = journal
+        self.engine = engine
+        self.state = state
+        self.snapshot_every = snapshot_every
+        self._staged: list[Entry] = []
+        self._context = Context()
+        self._time = 0.0
+        self._since_snapshot = 0
+        engine.ledger.listener = self._heard
+
+    @classmethod
+    def open(
+        cls,
+        journal: Journal,
+        accounting: Accounting,
+        unlocking: Unlocking,
+        policy: Policy | str,
+        *,
+        options: BaseModel | dict[str, Any] | None = None,
+        state: FrontEndState | None = None,
+        snapshot_every: int = SNAPSHOT_EVERY,
+    ) -> DurableEngine:
+        """The engine as the journal left it (a new journal starts with `init`)."""
+        state = state if state is not None else FrontEndState()
+        ledger, replayed = recover(journal, state)
+        if ledger is None:
+            ledger = Ledger(accounting)
+            journal.append([Entry("init", {"accounting": _accounting(accounting)}, 0.0)])
+        elif _accounting(ledger.accounting) != _accounting(accounting):
+            raise InputError(
+                "accounting",
+                f"the journal was started with {_accounting(ledger.accounting)}, "
+                f"the configuration asks for {_accounting(accounting)}",
+            )
+        durable = cls(journal, Engine(ledger, unlocking, policy, options), state, snapshot_every)
+        durable._since_snapshot = replayed
+        return durable
+
+    # ------------------------------------------------------------------ writes
+    @contextmanager
+    def acting(self, context: Context, time: float) -> Iterator[Engine]:
+        """Run engine operations for `context` at `time`; what they change is staged."""
+        self._context, self._time = context, time
+        try:
+            yield self.engine
+        finally:
+            self._context = Context()
+
+    def record(self, op: str, args: dict[str, Any], context: Context, time: float) -> None:
+        """Stage a front end's own operation (it must already be applied to its state)."""
+        if op in OPERATIONS or op == "init":
+            raise InputError("op", f"{op!r} is the ledger's own operation")
+        self._staged.append(_entry(op, args, context, time))
+
+    @property
+    def staged(self) -> int:
+        return len(self._staged)
+
+    def commit(self) -> list[Entry]:
+        """Append everything staged in one transaction. On failure the in-memory state
+        is rebuilt from the journal (what was staged is lost) and the error raised."""
+        staged, self._staged = self._staged, []
+        try:
+            stored = self.journal.append(staged)
+        except Exception:
+            self._reload()
+            raise
+        self._since_snapshot += len(stored)
+        if self._since_snapshot >= self.snapshot_every:
+            self.snapshot()
+        return stored
+
+    def snapshot(self) -> None:
+        """Save the whole state as of the last committed row."""
+        if self._staged:
+            raise InputError("snapshot", "commit the staged operations first")
+        self.journal.save_snapshot(
+            self.journal.last_seq, encode(self.engine.ledger, self.state), SNAPSHOT_FORMAT
+        )
+        self._since_snapshot = 0
+
+    def _heard(self, op: str, args: dict[str, Any]) -> None:
+        self._staged.append(_entry(op, args, self._context, self._time))
+
+    def _reload(self) -> None:
+        ledger, _ = recover(self.journal, self.state)
+        assert ledger is not None, "the journal lost its init row"
+        old = self.engine
+        self.engine = Engine(ledger, old.unlocking, old.policy, old.options)
+        ledger.listener = self._heard
+
+
+def recover(journal: Journal, state: FrontEndState) -> tuple[Ledger | None, int]:
+    """The ledger (and the front end's state) after the journal's last row: the latest
+    snapshot, then every later row replayed. (None, 0) for an empty journal. Also
+    returns how many rows were replayed."""
+    snapshot = journal.latest_snapshot()
+    state.reset()
+    ledger: Ledger | None = None
+    after = 0
+    if snapshot is not None:
+        after, form, blob = snapshot
+        if form != SNAPSHOT_FORMAT:
+            raise InputError("journal", f"snapshot {after} has unknown format {form!r}")
+        ledger = decode(blob, state)
+    replayed = 0
+    for entry in journal.scan(after):
+        replayed += 1
+        if entry.op == "init":
+            ledger = Ledger(accounting_from(entry.args["accounting"]))
+        elif entry.op in OPERATIONS:
+            if ledger is None:
+                raise InputError("journal", f"row {entry.seq}: {entry.op} before init")
+            apply(ledger, entry.op, entry.args)
+        else:
+            state.restore(entry)
+    return ledger, replayed
+
+
+def encode(ledger: Ledger, state: FrontEndState) -> bytes:
+    """A snapshot: the ledger's arrays and the front end's state, as one npz file."""
+    arrays = ledger.to_arrays()
+    extra = json.dumps(state.snapshot(), sort_keys=True, allow_nan=False).encode()
+    arrays["front_end"] = np.frombuffer(extra, dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **arrays)
+    return buffer.getvalue()
+
+
+def decode(blob: bytes, state: FrontEndState) -> Ledger:
+    with np.load(io.BytesIO(blob)) as data:
+        arrays = {name: data[name] for name in data.files}
+    state.load(json.loads(bytes(arrays.pop("front_end"))))
+    return Ledger.from_arrays(arrays)
+
+
+def _entry(op: str, args: dict[str, Any], context: Context, time: float) -> Entry:
+    return Entry(
+        op=op,
+        args=args,
+        time=time,
+        tenant=context.tenant,
+        actor=context.actor,
+        request_id=context.request_id,
+    )
+
+
+def _accounting(accounting: Accounting) -> dict[str, Any]:
+    return {"mode": accounting.mode, "alphas": list(accounting.alphas), "delta": accounting.delta}
+
+
+def accounting_from(data: dict[str, Any]) -> Accounting:
+    return Accounting(data["mode"], tuple(data["alphas"]), data["delta"])
