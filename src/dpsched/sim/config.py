@@ -15,8 +15,8 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dpsched.budget import Accounting, validate_alphas
+from dpsched.engine.config import PolicyConfig
 from dpsched.errors import InputError, from_validation_error
-from dpsched.policies import POLICIES, get_policy
 from dpsched.readers import read_mapping
 from dpsched.sim.workloads.registry import GENERATORS, WORKLOAD_NAMES
 
@@ -84,37 +84,15 @@ class WorkloadConfig(_Strict):
         return self
 
 
-class UnlockingConfig(_Strict):
-    kind: Literal["none", "per_arrival", "per_step", "lifetime"] = "none"
-    n: int | None = Field(None, ge=1)
-    lifetime: float | None = Field(None, gt=0, allow_inf_nan=False)
+class SchedulerConfig(PolicyConfig):
+    """The engine's policy settings, plus when the simulator runs rounds and how long a
+    claim may wait (in time units)."""
 
-    @model_validator(mode="after")
-    def _parameters(self) -> Self:
-        if self.kind in ("per_arrival", "per_step") and self.n is None:
-            raise ValueError(f"{self.kind} unlocking needs n")
-        if self.kind == "lifetime" and self.lifetime is None:
-            raise ValueError("lifetime unlocking needs lifetime")
-        if self.kind != "lifetime" and self.lifetime is not None:
-            raise ValueError(f"lifetime is only for lifetime unlocking, not {self.kind}")
-        if self.kind in ("none", "lifetime") and self.n is not None:
-            raise ValueError(f"n is only for per_arrival or per_step unlocking, not {self.kind}")
-        return self
-
-
-class SchedulerConfig(_Strict):
-    policy: str = "dpack"
     mode: Literal["offline", "batch", "on_arrival"] = "batch"
-    period: float = Field(1.0, gt=0, allow_inf_nan=False, description="T, in time units")
-    unlocking: UnlockingConfig = Field(default_factory=UnlockingConfig)
     timeout: float | None = Field(None, gt=0, allow_inf_nan=False)
-    options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if self.policy not in POLICIES:
-            raise ValueError(f"unknown policy {self.policy!r}; choose from {', '.join(POLICIES)}")
-        get_policy(self.policy).options(self.options)
         if self.mode == "offline" and self.unlocking.kind in ("per_step", "lifetime"):
             raise ValueError(
                 f"offline mode schedules once at t=0, where {self.unlocking.kind} unlocking "

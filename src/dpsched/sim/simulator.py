@@ -27,16 +27,13 @@ import numpy as np
 import simpy
 
 from dpsched.core import (
-    AllUnlocked,
     BlockSpec,
     ClaimSpec,
     ExplicitSelector,
     Ledger,
     Lifetime,
-    PerArrival,
     PerStep,
     RecentSelector,
-    Unlocking,
 )
 from dpsched.core.admission import TOLERANCE
 from dpsched.engine import Engine
@@ -48,20 +45,6 @@ from dpsched.sim.workloads.registry import generate_tasks
 
 Progress = Callable[[int, int], None]
 """Called after each step with (claims arrived so far, total claims)."""
-
-
-def make_unlocking(config: SimConfig) -> Unlocking:
-    spec = config.scheduler.unlocking
-    if spec.kind == "per_arrival":
-        assert spec.n is not None
-        return PerArrival(spec.n)
-    if spec.kind == "per_step":
-        assert spec.n is not None
-        return PerStep(spec.n, config.scheduler.period)
-    if spec.kind == "lifetime":
-        assert spec.lifetime is not None
-        return Lifetime(spec.lifetime)
-    return AllUnlocked()
 
 
 def seeds(seed: int) -> tuple[int, int, int]:
@@ -92,7 +75,7 @@ class Simulator:
         self.config = config
         self.engine = Engine(
             Ledger(config.make_accounting()),
-            make_unlocking(config),
+            config.scheduler.make_unlocking(),
             config.scheduler.policy,
             config.scheduler.options,
         )
