@@ -249,3 +249,26 @@ def test_lifetime_unlocking_is_linear_and_never_relocks() -> None:
     assert ledger.unlocked[0, 0] == pytest.approx(4.0)
     with pytest.raises(InputError, match=r"unlocking\.lifetime"):
         Lifetime(lifetime=0.0)
+
+
+def test_consuming_an_explicit_amount_per_block() -> None:
+    ledger = basic_ledger(2)
+    ledger.submit({"id": "a", "blocks": ["b0", "b1"], "demand": {"epsilon": 0.4}}, time=0.0)
+    ledger.allocate("a", request_id="grant", time=0.0)
+    before = ledger.to_dict()
+    with pytest.raises(LedgerError, match=r"more than is left of the grant on blocks \['b1'\]"):
+        ledger.consume_amount("a", np.array([[0.1], [0.5]]), request_id="too-much", time=1.0)
+    with pytest.raises(InputError, match="amount: must be finite and non-negative"):
+        ledger.consume_amount("a", np.array([[-0.1], [0.0]]), request_id="negative", time=1.0)
+    with pytest.raises(InputError, match=r"amount: must have shape \(2, 1\)"):
+        ledger.consume_amount("a", np.array([0.1]), request_id="shape", time=1.0)
+    assert ledger.to_dict() == before
+    claim = ledger.consume_amount("a", np.array([[0.1], [0.0]]), request_id="use", time=1.0)
+    assert claim.state.value == "allocated"
+    assert claim.consumed[:, 0].tolist() == [0.1, 0.0]
+    assert claim.allocated[:, 0].tolist() == [pytest.approx(0.3), 0.4]
+    ledger.consume_amount("a", np.array([[0.1], [0.0]]), request_id="use", time=2.0)  # retry
+    assert claim.consumed[:, 0].tolist() == [0.1, 0.0]
+    claim = ledger.consume_amount("a", claim.allocated.copy(), request_id="rest", time=3.0)
+    assert claim.state.value == "consumed" and claim.finished_at == 3.0
+    assert ledger.invariant_violations() == []

@@ -101,7 +101,11 @@ def drive(engine: Engine, actions: list[tuple[Any, ...]]) -> None:
                 continue
             claim = claims[pick % len(claims)]
             try:
-                if op == "consume":
+                if op == "consume" and fraction > 0.5:
+                    engine.ledger.consume_amount(
+                        claim.id, claim.allocated * 0.5, request_id=f"r{now}", time=now
+                    )
+                elif op == "consume":
                     engine.consume(
                         claim.id, request_id=f"r{now}", time=now, fraction=max(fraction, 0.1)
                     )

@@ -443,7 +443,39 @@ class Ledger:
         amount = claim.demand * fraction
         if (amount > claim.allocated + TOLERANCE).any():
             raise LedgerError(f"claim {claim_id}", "consuming more than the remaining allocation")
-        amount = np.minimum(amount, claim.allocated)
+        self._consume(claim, np.minimum(amount, claim.allocated), time)
+        self._requests[request_id] = _Request("consume", claim_id)
+        self.revision += 1
+        self._tell("consume", claim_id, request_id, time, fraction=fraction)
+        return claim
+
+    def consume_amount(
+        self, claim_id: str, amount: np.ndarray, *, request_id: str, time: float
+    ) -> Claim:
+        """Use an explicit amount of the grant for good (one row per block of the claim,
+        zero rows for blocks not used): never more than what is left of the grant."""
+        claim = self.claim(claim_id)
+        if self._replayed(request_id, "consume", claim_id):
+            return claim
+        self._expect(claim, ClaimState.ALLOCATED, "consume")
+        amount = np.asarray(amount, dtype=float)
+        if amount.shape != claim.demand.shape:
+            raise InputError("amount", f"must have shape {claim.demand.shape}, got {amount.shape}")
+        if not np.isfinite(amount).all() or (amount < 0).any():
+            raise InputError("amount", "must be finite and non-negative")
+        over = np.flatnonzero(np.any(amount > claim.allocated + TOLERANCE, axis=1))
+        if over.size:
+            blocks = [claim.block_ids[k] for k in over.tolist()]
+            raise LedgerError(
+                f"claim {claim_id}", f"consuming more than is left of the grant on blocks {blocks}"
+            )
+        self._consume(claim, np.minimum(amount, claim.allocated), time)
+        self._requests[request_id] = _Request("consume", claim_id)
+        self.revision += 1
+        self._tell("consume", claim_id, request_id, time, amount=amount.tolist())
+        return claim
+
+    def _consume(self, claim: Claim, amount: np.ndarray, time: float) -> None:
         rows = claim.block_index
         self.allocated[rows] -= amount
         self.consumed[rows] += amount
@@ -453,10 +485,6 @@ class Ledger:
             self._move_leftover_to_consumed(claim)
             claim.state = ClaimState.CONSUMED
             claim.finished_at = time
-        self._requests[request_id] = _Request("consume", claim_id)
-        self.revision += 1
-        self._tell("consume", claim_id, request_id, time, fraction=fraction)
-        return claim
 
     def _move_leftover_to_consumed(self, claim: Claim) -> None:
         rows = claim.block_index

@@ -45,6 +45,11 @@ def apply(ledger: Ledger, op: str, args: dict[str, Any]) -> None:
         ledger.reserve(args["claim"], amount, request_id=args["request_id"], time=args["time"])
     elif op == "allocate":
         ledger.allocate(args["claim"], request_id=args["request_id"], time=args["time"])
+    elif op == "consume" and "amount" in args:
+        amount = np.asarray(args["amount"], dtype=float)
+        ledger.consume_amount(
+            args["claim"], amount, request_id=args["request_id"], time=args["time"]
+        )
     elif op == "consume":
         ledger.consume(
             args["claim"],
