@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,6 +19,7 @@ from dpsched.cli.common import (
     json_to_stdout,
     write_json,
 )
+from dpsched.errors import InputError
 
 DEFAULT_DB = "dpsched.db"
 Database = Annotated[
@@ -35,6 +37,17 @@ def _database(value: str | None) -> str:
     return value or os.environ.get("DPSCHED_DB") or DEFAULT_DB
 
 
+def _port_free(host: str, port: int) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise InputError("--port", f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
 def register(app: typer.Typer) -> None:
     db_app = typer.Typer(
         cls=Group,
@@ -50,6 +63,40 @@ def register(app: typer.Typer) -> None:
     )
     app.add_typer(db_app, name="db")
     app.add_typer(audit_app, name="audit")
+
+    @app.command(cls=Command)
+    @friendly_errors
+    def serve(
+        config: Annotated[
+            Path | None,
+            typer.Option(metavar="FILE", help="accounting, alphas and scheduler (YAML)"),
+        ] = None,
+        db: Database = "",
+        host: Annotated[str, typer.Option(metavar="HOST", help="address to listen on")] = (
+            "127.0.0.1"
+        ),
+        port: Annotated[int, typer.Option(metavar="PORT", help="port to listen on")] = 8700,
+    ) -> None:
+        """Run the budget service: the REST API, the scheduling loop and the journal.
+
+        The admin token is read from $DPSCHED_ADMIN_TOKEN (required). The database must
+        be migrated first (`dpsched db upgrade`).
+        """
+        token = os.environ.get("DPSCHED_ADMIN_TOKEN", "").strip()
+        if not token:
+            raise InputError(
+                "DPSCHED_ADMIN_TOKEN", "set it to the admin token before starting the service"
+            )
+        from dpsched.service.app import Settings, create_app
+        from dpsched.service.config import load_service_config
+
+        settings = Settings(db=_database(db), config=load_service_config(config), admin_token=token)
+        _port_free(host, port)
+        service = create_app(settings)
+        import uvicorn
+
+        errors.print(f"dpsched serving on http://{host}:{port} (journal: {settings.db})")
+        uvicorn.run(service, host=host, port=port, log_level="warning", access_log=False)
 
     @db_app.command("upgrade", cls=Command)
     @friendly_errors

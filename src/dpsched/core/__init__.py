@@ -4,7 +4,13 @@ from dpsched.core.admission import TOLERANCE, fits, rows_fit
 from dpsched.core.batch import BatchBuilder
 from dpsched.core.blocks import BlockSpec
 from dpsched.core.claims import Claim, ClaimBatch, ClaimSpec, ClaimState
-from dpsched.core.explain import Headroom, block_headroom, waiting_reason, waiting_reasons
+from dpsched.core.explain import (
+    Headroom,
+    block_fit,
+    block_headroom,
+    waiting_reason,
+    waiting_reasons,
+)
 from dpsched.core.ledger import Ledger
 from dpsched.core.pending import PendingArrays, PendingView
 from dpsched.core.selectors import (
@@ -38,6 +44,7 @@ __all__ = [
     "PerStep",
     "RecentSelector",
     "Unlocking",
+    "block_fit",
     "block_headroom",
     "fits",
     "rows_fit",

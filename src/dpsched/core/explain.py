@@ -9,6 +9,7 @@ average over orders (RDP lets the other orders go past capacity).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -155,3 +156,27 @@ def _closest_orders(demand: np.ndarray, available: np.ndarray, usable: np.ndarra
     least_over = np.argmax(np.where(usable, available, -np.inf), axis=1)
     chosen: np.ndarray = np.where(nothing_left, least_over, best)
     return chosen
+
+
+def block_fit(
+    ledger: Ledger, block_index: np.ndarray, demand: np.ndarray, reserved: np.ndarray | None = None
+) -> list[dict[str, Any]]:
+    """Per block of a demand (one row each): the demand, unlocked and remaining budget per
+    order, and whether it fits now and whether it could once everything is unlocked (at
+    some usable order, the admission rule). `reserved`: what is already set aside for it."""
+    usable = ledger.usable[block_index]
+    unlocked = ledger.unlocked[block_index] + (0.0 if reserved is None else reserved)
+    whole = unlocked + ledger.locked[block_index]
+    fits_now = ((demand <= unlocked + TOLERANCE) & usable).any(axis=1).tolist()
+    fits_ever = ((demand <= whole + TOLERANCE) & usable).any(axis=1).tolist()
+    remaining = ledger.remaining()[block_index]
+    return [
+        {
+            "demand": demand[k].tolist(),
+            "unlocked": unlocked[k].tolist(),
+            "remaining": remaining[k].tolist(),
+            "fits_now": bool(fits_now[k]),
+            "fits_when_unlocked": bool(fits_ever[k]),
+        }
+        for k in range(block_index.size)
+    ]

@@ -146,6 +146,11 @@ class Ledger:
     def has_claim(self, claim_id: str) -> bool:
         return claim_id in self._claims
 
+    def request(self, request_id: str) -> tuple[str, str] | None:
+        """(operation, claim id) a request id was used for, if it was."""
+        found = self._requests.get(request_id)
+        return None if found is None else (found.op, found.claim_id)
+
     @property
     def claims(self) -> Iterator[Claim]:
         return iter(self._claims.values())

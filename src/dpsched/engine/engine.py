@@ -92,6 +92,11 @@ class Engine:
     ) -> Claim:
         return self.ledger.consume(claim_id, request_id=request_id, time=time, fraction=fraction)
 
+    def consume_amount(
+        self, claim_id: str, amount: np.ndarray, *, request_id: str, time: float
+    ) -> Claim:
+        return self.ledger.consume_amount(claim_id, amount, request_id=request_id, time=time)
+
     def release(self, claim_id: str, *, request_id: str, time: float) -> Claim:
         return self.ledger.release(claim_id, request_id=request_id, time=time)
 

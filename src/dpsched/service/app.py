@@ -1,0 +1,645 @@
+"""The REST API (FastAPI) over the durable engine. Paths and JSON keys are a contract.
+
+Every request's work runs on the single writer (`service.writer`), which commits it
+before the response leaves. Handlers only parse, authenticate and format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import secrets
+import time as wallclock
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from dpsched import __version__
+from dpsched.core import BlockSpec, ClaimSpec, ClaimState, Ledger
+from dpsched.engine.durable import SNAPSHOT_EVERY, Context, DurableEngine
+from dpsched.engine.journal import Journal
+from dpsched.errors import InputError, LedgerError, from_validation_error
+from dpsched.service.config import ServiceConfig
+from dpsched.service.errors import ApiError, error_response, json_body
+from dpsched.service.metrics import ServiceMetrics
+from dpsched.service.state import ServiceState, ledger_id, token_hash
+from dpsched.service.views import block_view, claim_view, fit_view
+from dpsched.service.writer import UnavailableError, Writer
+
+MAX_WAIT_S = 60.0
+MAX_ID = 200
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: str
+    config: ServiceConfig
+    admin_token: str
+    snapshot_every: int = SNAPSHOT_EVERY
+
+
+@dataclass(frozen=True)
+class Caller:
+    admin: bool
+    tenant: str | None
+
+
+class _Changes:
+    """Wakes long polls after every commit (set from the writer thread)."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.event = asyncio.Event()
+
+    def bump(self) -> None:
+        self.event.set()
+        self.event = asyncio.Event()
+
+    def from_writer(self) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.bump)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Open the journal (refusing an unmigrated one), recover the engine, build the app."""
+    config = settings.config
+    state = ServiceState()
+    durable = DurableEngine.open(
+        Journal(settings.db),
+        config.make_accounting(),
+        config.scheduler.make_unlocking(),
+        config.scheduler.policy,
+        options=config.scheduler.options,
+        state=state,
+        snapshot_every=settings.snapshot_every,
+    )
+    changes = _Changes()
+    writer_box: list[Writer] = []
+
+    def read(fn: Callable[[Ledger], Any]) -> Any:
+        return writer_box[0].submit(lambda d, _now: fn(d.engine.ledger)).result(timeout=30)
+
+    metrics = ServiceMetrics(read)
+
+    def on_round(outcome: Any, seconds: float) -> None:
+        metrics.round_seconds.observe(seconds)
+        metrics.granted.inc(len(outcome.granted))
+
+    writer = Writer(
+        durable,
+        config.scheduler.period,
+        on_commit=changes.from_writer,
+        on_round=on_round,
+        on_commit_time=metrics.commit_seconds.observe,
+    )
+    writer_box.append(writer)
+    admin_hash = token_hash(settings.admin_token)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        changes.loop = asyncio.get_running_loop()
+        writer.start()
+        try:
+            yield
+        finally:
+            writer.stop()
+            durable.journal.close()
+
+    app = FastAPI(
+        title="dpsched budget service",
+        version=__version__,
+        description="Differential-privacy budget as a scheduled resource.",
+        lifespan=lifespan,
+    )
+    app.state.durable = durable
+    app.state.writer = writer
+
+    async def run(job: Callable[[DurableEngine, float], Any]) -> Any:
+        try:
+            return await asyncio.wrap_future(writer.submit(job))
+        except UnavailableError as exc:
+            raise ApiError(503, "journal", str(exc)) from None
+
+    def caller(request: Request) -> Caller:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "authorization", "send `Authorization: Bearer TOKEN`")
+        token = token.strip()
+        if hmac.compare_digest(token_hash(token), admin_hash):
+            return Caller(admin=True, tenant=None)
+        tenant = state.tenant_of(token)
+        if tenant is None:
+            raise ApiError(401, "authorization", "unknown token")
+        return Caller(admin=False, tenant=tenant)
+
+    def admin(request: Request) -> Caller:
+        who = caller(request)
+        if not who.admin:
+            raise ApiError(403, "authorization", "this route needs the admin token")
+        return who
+
+    def tenant(request: Request) -> str:
+        who = caller(request)
+        if who.tenant is None:
+            raise ApiError(403, "authorization", "claims belong to tenants: use a tenant token")
+        return who.tenant
+
+    # ------------------------------------------------------------ middleware
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        start = wallclock.perf_counter()
+        try:
+            response: Response = await call_next(request)
+        except Exception:  # a bug: answer in JSON, never a bare traceback
+            response = error_response(500, "server", "internal error")
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(path, request.method, str(response.status_code)).inc()
+        metrics.request_seconds.labels(path, request.method).observe(
+            wallclock.perf_counter() - start
+        )
+        return response
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.field, exc.reason)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        error = from_validation_error("", exc)
+        return error_response(422, error.field, error.reason)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, "path", str(exc.detail))
+
+    # ------------------------------------------------------------------ open
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics_text() -> Response:
+        text = await asyncio.to_thread(generate_latest, metrics.registry)
+        return Response(content=text, media_type=CONTENT_TYPE_LATEST)
+
+    # --------------------------------------------------------------- tenants
+    @app.post("/v1/tenants", status_code=201, openapi_extra=_body(TenantBody))
+    async def add_tenant(request: Request) -> dict[str, str]:
+        who = admin(request)
+        body = _model(TenantBody, await json_body(request))
+        token = secrets.token_urlsafe(32)
+
+        def job(durable: DurableEngine, now: float) -> None:
+            if body.name in state.tenants:
+                raise ApiError(409, "name", f"tenant {body.name!r} exists")
+            state.add_tenant(body.name, token_hash(token))
+            args = {"name": body.name, "token_sha256": token_hash(token)}
+            durable.record("tenant_add", args, _context(who, None), now)
+
+        await run(job)
+        return {"name": body.name, "token": token}
+
+    # ---------------------------------------------------------------- blocks
+    @app.post("/v1/blocks", status_code=201, openapi_extra=_body(BlockSpec))
+    async def add_block(request: Request) -> dict[str, Any]:
+        who = admin(request)
+        data = await json_body(request)
+
+        def job(durable: DurableEngine, now: float) -> dict[str, Any]:
+            spec = _model(BlockSpec, {"arrival": now, **data})
+            ledger = durable.engine.ledger
+            if spec.id in {b.id for b in ledger.blocks}:
+                raise ApiError(409, "id", f"block {spec.id!r} exists")
+            with durable.acting(_context(who, None), now) as engine:
+                index = engine.add_block(spec, now)
+            writer.round_soon()
+            return block_view(ledger, index)
+
+        return dict(await run(job))
+
+    @app.get("/v1/blocks")
+    async def list_blocks(request: Request) -> dict[str, Any]:
+        caller(request)
+
+        def job(durable: DurableEngine, _now: float) -> list[dict[str, Any]]:
+            ledger = durable.engine.ledger
+            return [block_view(ledger, j) for j in range(len(ledger.blocks))]
+
+        return {"blocks": await run(job)}
+
+    @app.get("/v1/blocks/{block_id}")
+    async def get_block(block_id: str, request: Request) -> dict[str, Any]:
+        caller(request)
+
+        def job(durable: DurableEngine, _now: float) -> dict[str, Any]:
+            ledger = durable.engine.ledger
+            try:
+                return block_view(ledger, ledger.block_index(block_id))
+            except LedgerError:
+                raise ApiError(404, "block", f"no block {block_id!r}") from None
+
+        return dict(await run(job))
+
+    # ---------------------------------------------------------------- claims
+    @app.post("/v1/claims", status_code=201, openapi_extra=_body(ClaimSpec))
+    async def submit(request: Request) -> Response:
+        owner = tenant(request)
+        data = await json_body(request)
+        spec = _claim_spec(data)
+        key = ledger_id(owner, spec.id)
+
+        def job(durable: DurableEngine, now: float) -> tuple[int, dict[str, Any]]:
+            ledger = durable.engine.ledger
+            known = state.claims.get(key)
+            if known is not None:
+                if known.body != data:
+                    raise ApiError(409, "id", f"claim {spec.id!r} exists with a different body")
+                return 200, claim_view(ledger, known, ledger.claim(key))
+            stored = spec.model_copy(update={"id": key, "arrival": now})
+            _check_selector(stored, ledger)
+            with durable.acting(_context(Caller(False, owner), None), now) as engine:
+                claim = _ledger_call(key, lambda: engine.submit(stored, now))
+                durable.record(
+                    "claim_body",
+                    {"tenant": owner, "id": spec.id, "body": data},
+                    _context(Caller(False, owner), None),
+                    now,
+                )
+            state.add_claim(owner, spec.id, data)
+            return 201, claim_view(ledger, state.claims[key], claim)
+
+        status, view = await run(job)
+        return JSONResponse(status_code=status, content=view)
+
+    @app.post("/v1/claims:dry-run", openapi_extra=_body(ClaimSpec))
+    async def dry_run(request: Request) -> dict[str, Any]:
+        owner = tenant(request)
+        data = await json_body(request)
+        spec = _claim_spec({"id": "dry-run", **data})
+
+        def job(durable: DurableEngine, _now: float) -> dict[str, Any]:
+            ledger = durable.engine.ledger
+            stored = spec.model_copy(update={"id": ledger_id(owner, spec.id)})
+            _check_selector(stored, ledger)
+            field = f"tasks.{stored.id}"
+            block_ids = _ledger_call(stored.id, lambda: ledger.select_blocks(stored, field))
+            index = np.asarray([ledger.block_index(b) for b in block_ids], dtype=np.int64)
+            demand = _ledger_call(stored.id, lambda: ledger.demand_rows(stored, block_ids, field))
+            view = fit_view(ledger, tuple(block_ids), index, ledger.stored_demand(demand, index))
+            return {**view, "reason": _fit_reason(view, len(block_ids), stored.min_blocks)}
+
+        return dict(await run(job))
+
+    @app.get("/v1/claims")
+    async def list_claims(
+        request: Request,
+        wanted: Annotated[str | None, Query(alias="state")] = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        owner = tenant(request)
+        if wanted is not None and wanted not in {s.value for s in ClaimState}:
+            states = ", ".join(s.value for s in ClaimState)
+            raise ApiError(422, "state", f"unknown state {wanted!r}; one of {states}")
+        if not 1 <= limit <= 1000:
+            raise ApiError(422, "limit", "must be between 1 and 1000")
+        start = 0
+        if cursor is not None:
+            if not cursor.isdigit():
+                raise ApiError(422, "cursor", "not a cursor this service returned")
+            start = int(cursor)
+
+        def job(durable: DurableEngine, _now: float) -> dict[str, Any]:
+            ledger = durable.engine.ledger
+            keys = state.by_tenant.get(owner, [])
+            found: list[dict[str, Any]] = []
+            position = start
+            while position < len(keys) and len(found) < limit:
+                claim = ledger.claim(keys[position])
+                if wanted is None or claim.state.value == wanted:
+                    found.append(claim_view(ledger, state.claims[keys[position]], claim))
+                position += 1
+            more = position < len(keys)
+            return {"claims": found, "next_cursor": str(position) if more else None}
+
+        return dict(await run(job))
+
+    def claim_job(owner: str, claim_id: str) -> Callable[[DurableEngine, float], Any]:
+        key = ledger_id(owner, claim_id)
+
+        def job(durable: DurableEngine, _now: float) -> dict[str, Any]:
+            meta = state.claims.get(key)
+            if meta is None:
+                raise _missing(claim_id)
+            ledger = durable.engine.ledger
+            return claim_view(ledger, meta, ledger.claim(key))
+
+        return job
+
+    @app.get("/v1/claims/{claim_id}")
+    async def get_claim(claim_id: str, request: Request, wait: float = 0.0) -> dict[str, Any]:
+        owner = tenant(request)
+        if not 0.0 <= wait <= MAX_WAIT_S:
+            raise ApiError(422, "wait", f"must be between 0 and {MAX_WAIT_S:g} seconds")
+        deadline = wallclock.monotonic() + wait
+        while True:
+            changed = changes.event
+            view: dict[str, Any] = await run(claim_job(owner, claim_id))
+            left = deadline - wallclock.monotonic()
+            if view["state"] != ClaimState.PENDING.value or left <= 0:
+                return view
+            try:
+                await asyncio.wait_for(changed.wait(), timeout=left)
+            except TimeoutError:
+                return dict(await run(claim_job(owner, claim_id)))
+
+    @app.get("/v1/claims/{claim_id}/explain")
+    async def explain(claim_id: str, request: Request) -> dict[str, Any]:
+        owner = tenant(request)
+        key = ledger_id(owner, claim_id)
+
+        def job(durable: DurableEngine, _now: float) -> dict[str, Any]:
+            if key not in state.claims:
+                raise _missing(claim_id)
+            ledger = durable.engine.ledger
+            claim = ledger.claim(key)
+            view = fit_view(
+                ledger, claim.block_ids, claim.block_index, claim.demand, claim.reserved
+            )
+            described = claim_view(ledger, state.claims[key], claim)
+            return {
+                "id": claim_id,
+                "state": claim.state.value,
+                **view,
+                "reason": described["reason"],
+            }
+
+        return dict(await run(job))
+
+    @app.post("/v1/claims/{claim_id}/consume", openapi_extra=_body(ConsumeBody))
+    async def consume(claim_id: str, request: Request) -> dict[str, Any]:
+        owner = tenant(request)
+        body = _model(ConsumeBody, await json_body(request))
+        if (body.fraction is None) == (body.amount is None):
+            raise ApiError(422, "body", "give exactly one of 'fraction' or 'amount'")
+        key = ledger_id(owner, claim_id)
+        request_id = ledger_id(owner, body.request_id)
+
+        def job(durable: DurableEngine, now: float) -> dict[str, Any]:
+            meta = state.claims.get(key)
+            if meta is None:
+                raise _missing(claim_id)
+            ledger = durable.engine.ledger
+            claim = ledger.claim(key)
+            with durable.acting(_context(Caller(False, owner), body.request_id), now) as engine:
+                if body.amount is not None:
+                    amount = _amount(ledger, claim.block_ids, body.amount)
+                    _ledger_call(
+                        key,
+                        lambda: engine.consume_amount(key, amount, request_id=request_id, time=now),
+                    )
+                else:
+                    assert body.fraction is not None
+                    fraction = body.fraction
+                    _ledger_call(
+                        key,
+                        lambda: engine.consume(
+                            key, request_id=request_id, time=now, fraction=fraction
+                        ),
+                    )
+            return claim_view(ledger, meta, ledger.claim(key))
+
+        return dict(await run(job))
+
+    @app.post("/v1/claims/{claim_id}/release", openapi_extra=_body(RequestBody))
+    async def release(claim_id: str, request: Request) -> dict[str, Any]:
+        owner = tenant(request)
+        body = _model(RequestBody, await json_body(request))
+        return dict(await run(_finish(owner, claim_id, body.request_id, only_release=True)))
+
+    @app.delete("/v1/claims/{claim_id}")
+    async def withdraw(
+        claim_id: str, request: Request, request_id: str | None = None
+    ) -> dict[str, Any]:
+        owner = tenant(request)
+        if request_id is not None and not 0 < len(request_id) <= MAX_ID:
+            raise ApiError(422, "request_id", f"1 to {MAX_ID} characters")
+        rid = request_id if request_id is not None else f"delete:{claim_id}"
+        return dict(await run(_finish(owner, claim_id, rid, only_release=False)))
+
+    def _finish(
+        owner: str, claim_id: str, request_id: str, *, only_release: bool
+    ) -> Callable[[DurableEngine, float], dict[str, Any]]:
+        key = ledger_id(owner, claim_id)
+        rid = ledger_id(owner, request_id)
+
+        def job(durable: DurableEngine, now: float) -> dict[str, Any]:
+            meta = state.claims.get(key)
+            if meta is None:
+                raise _missing(claim_id)
+            ledger = durable.engine.ledger
+            claim = ledger.claim(key)
+            used = ledger.request(rid)
+            if used is not None:
+                op = used[0]  # a retry does what it did (or is refused if not this claim's)
+            elif not only_release and claim.state is ClaimState.PENDING:
+                op = "expire"
+            else:
+                op = "release"  # the ledger refuses states that hold no grant
+            call = engine_op(op)
+            with durable.acting(_context(Caller(False, owner), request_id), now) as engine:
+                _ledger_call(key, lambda: call(engine, key, rid, now))
+            return claim_view(ledger, meta, ledger.claim(key))
+
+        return job
+
+    def engine_op(op: str) -> Callable[[Any, str, str, float], Any]:
+        if op == "expire":
+            return lambda engine, key, rid, now: engine.expire(key, request_id=rid, time=now)
+        if op == "release":
+            return lambda engine, key, rid, now: engine.release(key, request_id=rid, time=now)
+        raise ApiError(409, "request_id", f"already used for {op} of this claim")
+
+    # ----------------------------------------------------------------- admin
+    @app.post("/v1/schedule")
+    async def schedule_now(request: Request) -> dict[str, Any]:
+        who = admin(request)
+
+        def job(durable: DurableEngine, now: float) -> dict[str, Any]:
+            start = wallclock.perf_counter()
+            with durable.acting(_context(who, None), now) as engine:
+                outcome = engine.round(now)
+            seconds = wallclock.perf_counter() - start
+            metrics.round_seconds.observe(seconds)
+            metrics.granted.inc(len(outcome.granted))
+            return {"granted": outcome.granted, "expired": outcome.expired, "time_s": seconds}
+
+        return dict(await run(job))
+
+    @app.get("/v1/audit")
+    async def audit(request: Request, after: int = 0, limit: int = 100) -> dict[str, Any]:
+        admin(request)
+        if after < 0:
+            raise ApiError(422, "after", "must be >= 0")
+        if not 1 <= limit <= 10_000:
+            raise ApiError(422, "limit", "must be between 1 and 10000")
+        rows = await asyncio.to_thread(durable.journal.entries, after, limit)
+        return {
+            "rows": [
+                {
+                    "seq": r.seq,
+                    "time": r.time,
+                    "tenant": r.tenant,
+                    "actor": r.actor,
+                    "request_id": r.request_id,
+                    "op": r.op,
+                    "args": r.args,
+                    "outcome": r.outcome,
+                    "hash": r.hash,
+                }
+                for r in rows
+            ],
+            "next_after": rows[-1].seq if rows else after,
+        }
+
+    _install_openapi(app)
+    return app
+
+
+# ------------------------------------------------------------------ bodies
+class TenantBody(BaseModel):
+    model_config = {"extra": "forbid"}
+    name: str
+
+
+class RequestBody(BaseModel):
+    model_config = {"extra": "forbid"}
+    request_id: str
+
+
+class ConsumeBody(BaseModel):
+    model_config = {"extra": "forbid"}
+    request_id: str
+    fraction: float | None = None
+    amount: dict[str, list[float]] | None = None
+
+
+def _model(model: type[Any], data: dict[str, Any]) -> Any:
+    try:
+        value = model.model_validate(data)
+    except ValidationError as exc:
+        error = from_validation_error("", exc, data)
+        raise ApiError(422, error.field, error.reason) from None
+    request_id = getattr(value, "request_id", None)
+    if request_id is not None and not 0 < len(request_id) <= MAX_ID:
+        raise ApiError(422, "request_id", f"1 to {MAX_ID} characters")
+    return value
+
+
+def _claim_spec(data: dict[str, Any]) -> ClaimSpec:
+    if "arrival" in data:
+        raise ApiError(422, "arrival", "set by the service: the time the claim is submitted")
+    spec: ClaimSpec = _model(ClaimSpec, data)
+    if len(spec.id) > MAX_ID:
+        raise ApiError(422, "id", f"at most {MAX_ID} characters")
+    return spec
+
+
+def _check_selector(spec: ClaimSpec, ledger: Ledger) -> None:
+    """Blocks are resolved at submission: a selector that can match none of the blocks
+    whatever their values is a typo (unknown dataset or dimension)."""
+    if spec.blocks is not None:
+        problem = spec.blocks.unmatchable(ledger.blocks)
+        if problem is not None:
+            raise ApiError(422, f"blocks.{problem[0]}", problem[1])
+
+
+def _ledger_call(key: str, call: Callable[[], Any]) -> Any:
+    """A ledger operation: its refusals as API errors, fields named as in the body."""
+    try:
+        return call()
+    except InputError as exc:
+        field = exc.field.removeprefix(f"tasks.{key}.").removeprefix(f"tasks.{key}")
+        raise ApiError(422, field or "body", exc.reason) from None
+    except LedgerError as exc:
+        raise ApiError(409, "claim", exc.reason) from None
+
+
+def _amount(ledger: Ledger, block_ids: tuple[str, ...], amount: dict[str, list[float]]) -> Any:
+    matrix = np.zeros((len(block_ids), ledger.accounting.dims))
+    rows = {b: k for k, b in enumerate(block_ids)}
+    for block, vector in amount.items():
+        if block not in rows:
+            raise ApiError(422, f"amount.{block}", "not a block of this claim")
+        if len(vector) != ledger.accounting.dims:
+            raise ApiError(
+                422, f"amount.{block}", f"needs {ledger.accounting.dims} values, got {len(vector)}"
+            )
+        matrix[rows[block]] = vector
+    return matrix
+
+
+def _fit_reason(view: dict[str, Any], selected: int, min_blocks: int) -> str | None:
+    if selected < min_blocks:
+        return f"its selector matches {selected} blocks, it needs at least {min_blocks}"
+    if view["fits_now"]:
+        return None
+    short = [b for b, r in view["blocks"].items() if not r["fits_when_unlocked"]]
+    if short:
+        return "not enough budget left on " + ", ".join(short)
+    locked = [b for b, r in view["blocks"].items() if not r["fits_now"]]
+    return "waits for budget to be unlocked on " + ", ".join(locked)
+
+
+def _missing(claim_id: str) -> ApiError:
+    return ApiError(404, "claim", f"no claim {claim_id!r}")
+
+
+def _context(who: Caller, request_id: str | None) -> Context:
+    return Context(
+        tenant=who.tenant, actor="admin" if who.admin else who.tenant, request_id=request_id
+    )
+
+
+# ----------------------------------------------------------------- openapi
+_SCHEMAS: dict[str, Any] = {}
+
+
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    """An explicit request body for the OpenAPI document (the handlers parse bodies
+    themselves, to size-check them and refuse NaN literals with the field's path)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    _SCHEMAS.update(schema.pop("$defs", {}))
+    _SCHEMAS[model.__name__] = schema
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+            },
+        }
+    }
+
+
+def _install_openapi(app: FastAPI) -> None:
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = plain()
+            document.setdefault("components", {}).setdefault("schemas", {}).update(_SCHEMAS)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,70 @@
+"""HTTP errors as JSON: every refusal names the field (or the subject) and the reason.
+
+Status codes are a contract: 401 missing or unknown token, 403 a tenant on an admin
+route, 404 a missing claim or another tenant's (the same body either way), 409 a
+conflict (a different body for an existing id, a request id reused for another
+operation, an operation the claim's state refuses), 413 a body over 1 MB, 422 an
+invalid field, 503 a journal that cannot commit. Never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+MAX_BODY = 1_000_000
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.status = status
+        self.field = field
+        self.reason = reason
+
+
+def error_response(status: int, field: str, reason: str) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"error": {"status": status, "field": field, "reason": reason}}
+    )
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object: at most 1 MB, and no NaN or Infinity anywhere (Python's
+    json would accept those literals; they are named by their path here)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        raise ApiError(413, "body", f"larger than {MAX_BODY} bytes")
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise ApiError(413, "body", f"larger than {MAX_BODY} bytes")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(422, "body", f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "body", "must be a JSON object")
+    path = _non_finite(data, "")
+    if path is not None:
+        raise ApiError(422, path or "body", "must be a finite number (no NaN or Infinity)")
+    return data
+
+
+def _non_finite(value: Any, path: str) -> str | None:
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _non_finite(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _non_finite(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
