@@ -174,6 +174,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.field, exc.reason)
 
+    @app.exception_handler(InputError)
+    async def input_error(_request: Request, exc: InputError) -> JSONResponse:
+        return error_response(422, exc.field, exc.reason)
+
+    @app.exception_handler(LedgerError)
+    async def refused(_request: Request, exc: LedgerError) -> JSONResponse:
+        return error_response(409, exc.subject, exc.reason)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         error = from_validation_error("", exc)
