@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from dpsched import __version__
+from dpsched.cli.client_commands import register as register_client_commands
 from dpsched.cli.common import Group, console
 from dpsched.cli.offline_commands import register as register_offline_commands
 from dpsched.cli.service_commands import register as register_service_commands
@@ -52,6 +53,7 @@ def root(
 register_offline_commands(app)
 register_simulator_commands(app)
 register_service_commands(app)
+register_client_commands(app)
 
 
 def main() -> None:

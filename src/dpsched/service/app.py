@@ -561,6 +561,8 @@ def _claim_spec(data: dict[str, Any]) -> ClaimSpec:
     spec: ClaimSpec = _model(ClaimSpec, data)
     if len(spec.id) > MAX_ID:
         raise ApiError(422, "id", f"at most {MAX_ID} characters")
+    if "/" in spec.id:
+        raise ApiError(422, "id", "must not contain '/' (ids are used in paths)")
     return spec
 
 
