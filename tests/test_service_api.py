@@ -3,6 +3,8 @@ endpoint, every error status, tenancy, and a restart on the same journal."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import threading
@@ -334,3 +336,33 @@ def test_the_server_refuses_to_start_unmigrated_or_without_a_token(tmp_path: Pat
     )
     assert run.returncode == 2
     assert "DPSCHED_ADMIN_TOKEN: set it" in run.stderr
+
+
+def test_metrics_show_the_budget_and_every_dashboard_query_exists(service: Service) -> None:
+    block = name("blk")
+    add_block(service, block, [1.0, 2.0, 3.0])
+    with service.tenant(name("metrics")) as tenant:
+        tenant.post("/v1/claims", json=claim(block, "m", [0.5, 0.5, 0.5]))
+    schedule(service)
+    text = httpx.get(f"{service.url}/metrics").text
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            samples[key] = float(value)
+    names = {key.split("{")[0] for key in samples}
+    for part, values in (("capacity", [1.0, 2.0, 3.0]), ("allocated", [0.5, 0.5, 0.5])):
+        for order, value in zip(("alpha=2", "alpha=4", "alpha=8"), values, strict=True):
+            key = f'dpsched_block_budget{{block="{block}",order="{order}",part="{part}"}}'
+            assert samples[key] == value
+    assert samples['dpsched_claims{state="allocated"}'] >= 1
+    grafana = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "dpsched.json"
+    dashboard = json.loads(grafana.read_text())
+    queried = {
+        metric
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for metric in re.findall(r"dpsched_[a-z_]+", target["expr"])
+    }
+    assert queried >= {"dpsched_block_budget", "dpsched_claims", "dpsched_request_seconds_bucket"}
+    assert queried <= names, queried - names
