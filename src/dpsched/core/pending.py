@@ -83,7 +83,8 @@ def _empty(dims: int) -> PendingArrays:
     )
 
 
-def _stack(claims: list[Claim], seq: list[int], dims: int) -> PendingArrays:
+def stacked(claims: list[Claim], seq: list[int], dims: int) -> PendingArrays:
+    """Claims as CSR arrays (their own rows, stacked in order)."""
     if not claims:
         return _empty(dims)
     counts = np.array([c.block_index.size for c in claims], dtype=np.int64)
@@ -190,7 +191,7 @@ class PendingIndex:
                 self._alive[present] = False
         added = [c for c in self._added if c.id in self._seq]
         if added:
-            fresh = _stack(added, [self._seq[c.id] for c in added], self._dims)
+            fresh = stacked(added, [self._seq[c.id] for c in added], self._dims)
             self._arrays = _concat(self._arrays, fresh)
             self.hints = self.hints.extend(FitHints.unknown(fresh.n, fresh.entry_block.size))
             self._alive = np.concatenate([self._alive, np.ones(fresh.n, dtype=bool)])

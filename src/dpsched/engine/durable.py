@@ -151,9 +151,9 @@ class DurableEngine:
         """Save the whole state as of the last committed row."""
         if self._staged:
             raise InputError("snapshot", "commit the staged operations first")
-        self.journal.save_snapshot(
-            self.journal.last_seq, encode(self.engine.ledger, self.state), SNAPSHOT_FORMAT
-        )
+        seq = self.journal.last_seq
+        if self.journal.latest_snapshot_seq() < seq:
+            self.journal.save_snapshot(seq, encode(self.engine.ledger, self.state), SNAPSHOT_FORMAT)
         self._since_snapshot = 0
 
     def _heard(self, op: str, args: dict[str, Any]) -> None:

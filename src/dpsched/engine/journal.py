@@ -183,6 +183,13 @@ class Journal:
                 {"seq": seq, "created": wallclock.time(), "format": form, "state": state},
             )
 
+    def latest_snapshot_seq(self) -> int:
+        """The row the latest snapshot covers (0: none), without reading its state."""
+        query = sa.select(sa.func.max(snapshots.c.seq))
+        with self._engine.connect() as connection:
+            value = connection.execute(query).scalar()
+        return 0 if value is None else int(value)
+
     def latest_snapshot(self) -> tuple[int, str, bytes] | None:
         query = sa.select(snapshots).order_by(snapshots.c.seq.desc()).limit(1)
         with self._engine.connect() as connection:
