@@ -417,11 +417,7 @@ class Ledger:
         if self._replayed(request_id, "reserve", claim_id):
             return claim
         self._expect(claim, ClaimState.PENDING, "reserve")
-        amount = np.asarray(amount, dtype=float)
-        if amount.shape != claim.demand.shape:
-            raise InputError("amount", f"must have shape {claim.demand.shape}, got {amount.shape}")
-        if not np.isfinite(amount).all() or (amount < 0).any():
-            raise InputError("amount", "must be finite and non-negative")
+        amount = _amount(claim, amount)
         rows = claim.block_index
         if (claim.reserved + amount > claim.demand + TOLERANCE).any():
             raise LedgerError(f"claim {claim_id}", "reserving more than the claim demands")
@@ -463,11 +459,7 @@ class Ledger:
         if self._replayed(request_id, "consume", claim_id):
             return claim
         self._expect(claim, ClaimState.ALLOCATED, "consume")
-        amount = np.asarray(amount, dtype=float)
-        if amount.shape != claim.demand.shape:
-            raise InputError("amount", f"must have shape {claim.demand.shape}, got {amount.shape}")
-        if not np.isfinite(amount).all() or (amount < 0).any():
-            raise InputError("amount", "must be finite and non-negative")
+        amount = _amount(claim, amount)
         over = np.flatnonzero(np.any(amount > claim.allocated + TOLERANCE, axis=1))
         if over.size:
             blocks = [claim.block_ids[k] for k in over.tolist()]
@@ -759,6 +751,16 @@ class Ledger:
 
 
 _STATES = list(ClaimState)
+
+
+def _amount(claim: Claim, amount: np.ndarray) -> np.ndarray:
+    """An amount per block of the claim (reserve, consume): its shape, finite, >= 0."""
+    checked = np.asarray(amount, dtype=float)
+    if checked.shape != claim.demand.shape:
+        raise InputError("amount", f"must have shape {claim.demand.shape}, got {checked.shape}")
+    if not np.isfinite(checked).all() or (checked < 0).any():
+        raise InputError("amount", "must be finite and non-negative")
+    return checked
 
 
 def _sparse_rows(name: str, matrix: np.ndarray) -> dict[str, np.ndarray]:

@@ -24,14 +24,14 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dpsched import __version__
-from dpsched.core import BlockSpec, ClaimSpec, ClaimState, Ledger
+from dpsched.core import BlockSpec, Claim, ClaimSpec, ClaimState, Ledger
 from dpsched.engine.durable import SNAPSHOT_EVERY, Context, DurableEngine
 from dpsched.engine.journal import Journal
 from dpsched.errors import InputError, LedgerError, from_validation_error
 from dpsched.service.config import ServiceConfig
 from dpsched.service.errors import ApiError, error_response, json_body
 from dpsched.service.metrics import ServiceMetrics
-from dpsched.service.state import ServiceState, ledger_id, token_hash
+from dpsched.service.state import ClaimMeta, ServiceState, ledger_id, token_hash
 from dpsched.service.views import block_view, claim_view, fit_view
 from dpsched.service.writer import UnavailableError, Writer
 
@@ -334,15 +334,19 @@ def create_app(settings: Settings) -> FastAPI:
 
         return dict(await run(job))
 
+    def owned(durable: DurableEngine, key: str, claim_id: str) -> tuple[ClaimMeta, Claim]:
+        """The caller's claim; another tenant's is exactly as missing as a missing one."""
+        meta = state.claims.get(key)
+        if meta is None:
+            raise _missing(claim_id)
+        return meta, durable.engine.ledger.claim(key)
+
     def claim_job(owner: str, claim_id: str) -> Callable[[DurableEngine, float], Any]:
         key = ledger_id(owner, claim_id)
 
         def job(durable: DurableEngine, _now: float) -> dict[str, Any]:
-            meta = state.claims.get(key)
-            if meta is None:
-                raise _missing(claim_id)
-            ledger = durable.engine.ledger
-            return claim_view(ledger, meta, ledger.claim(key))
+            meta, claim = owned(durable, key, claim_id)
+            return claim_view(durable.engine.ledger, meta, claim)
 
         return job
 
@@ -369,14 +373,12 @@ def create_app(settings: Settings) -> FastAPI:
         key = ledger_id(owner, claim_id)
 
         def job(durable: DurableEngine, _now: float) -> dict[str, Any]:
-            if key not in state.claims:
-                raise _missing(claim_id)
+            meta, claim = owned(durable, key, claim_id)
             ledger = durable.engine.ledger
-            claim = ledger.claim(key)
             view = fit_view(
                 ledger, claim.block_ids, claim.block_index, claim.demand, claim.reserved
             )
-            described = claim_view(ledger, state.claims[key], claim)
+            described = claim_view(ledger, meta, claim)
             return {
                 "id": claim_id,
                 "state": claim.state.value,
@@ -396,11 +398,8 @@ def create_app(settings: Settings) -> FastAPI:
         request_id = ledger_id(owner, body.request_id)
 
         def job(durable: DurableEngine, now: float) -> dict[str, Any]:
-            meta = state.claims.get(key)
-            if meta is None:
-                raise _missing(claim_id)
+            meta, claim = owned(durable, key, claim_id)
             ledger = durable.engine.ledger
-            claim = ledger.claim(key)
             with durable.acting(_context(Caller(False, owner), body.request_id), now) as engine:
                 if body.amount is not None:
                     amount = _amount(ledger, claim.block_ids, body.amount)
@@ -444,11 +443,8 @@ def create_app(settings: Settings) -> FastAPI:
         rid = ledger_id(owner, request_id)
 
         def job(durable: DurableEngine, now: float) -> dict[str, Any]:
-            meta = state.claims.get(key)
-            if meta is None:
-                raise _missing(claim_id)
+            meta, claim = owned(durable, key, claim_id)
             ledger = durable.engine.ledger
-            claim = ledger.claim(key)
             used = ledger.request(rid)
             if used is not None:
                 op = used[0]  # a retry does what it did (or is refused if not this claim's)
