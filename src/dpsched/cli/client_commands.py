@@ -285,35 +285,25 @@ def register(app: typer.Typer) -> None:
             claim = client.consume(claim_id, fraction, amounts, request_id)
         _show(json_out, claim, _claim_line)
 
-    @claim_app.command("release", cls=Command)
-    @friendly_errors
-    def claim_release(
-        claim_id: Annotated[str, typer.Argument(metavar="CLAIM")],
-        request_id: RequestId = None,
-        server: Server = "",
-        token: Token = "",
-        json_out: JsonOut = None,
-    ) -> None:
-        """Give back the unconsumed part of a grant."""
-        check_output_file(json_out, "--json")
-        with _service(server, token) as client:
-            claim = client.release(claim_id, request_id)
-        _show(json_out, claim, _claim_line)
+    def finishing(verb: str, summary: str) -> None:
+        """`claim release` and `claim withdraw`: the same arguments, another client call."""
 
-    @claim_app.command("withdraw", cls=Command)
-    @friendly_errors
-    def claim_withdraw(
-        claim_id: Annotated[str, typer.Argument(metavar="CLAIM")],
-        request_id: RequestId = None,
-        server: Server = "",
-        token: Token = "",
-        json_out: JsonOut = None,
-    ) -> None:
-        """Withdraw a pending claim, or release an allocated one."""
-        check_output_file(json_out, "--json")
-        with _service(server, token) as client:
-            claim = client.withdraw(claim_id, request_id)
-        _show(json_out, claim, _claim_line)
+        @claim_app.command(verb, cls=Command, help=summary)
+        @friendly_errors
+        def finish(
+            claim_id: Annotated[str, typer.Argument(metavar="CLAIM")],
+            request_id: RequestId = None,
+            server: Server = "",
+            token: Token = "",
+            json_out: JsonOut = None,
+        ) -> None:
+            check_output_file(json_out, "--json")
+            with _service(server, token) as client:
+                claim = getattr(client, verb)(claim_id, request_id)
+            _show(json_out, claim, _claim_line)
+
+    finishing("release", "Give back the unconsumed part of a grant.")
+    finishing("withdraw", "Withdraw a pending claim, or release an allocated one.")
 
     @claim_app.command("explain", cls=Command)
     @friendly_errors

@@ -1,5 +1,6 @@
-"""How an engine schedules, as configured: the `scheduler` section that a simulation
-config and the budget service's config share (same keys, same validation)."""
+"""How an engine accounts and schedules, as configured: the `accounting` keys and the
+`scheduler` section a simulation config and the budget service's config share (same
+keys, same validation)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,26 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from dpsched.budget import Accounting, validate_alphas
 from dpsched.core import AllUnlocked, Lifetime, PerArrival, PerStep, Unlocking
 from dpsched.policies import POLICIES, get_policy
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class AccountingConfig(_Strict):
+    """The `accounting`, `alphas` and `delta` keys every config shares."""
+
+    accounting: Literal["basic", "rdp"] = "rdp"
+    alphas: tuple[float, ...] | None = None
+    delta: float = Field(1e-7, gt=0, lt=1, description="basic-mode conversions and reports")
+
+    def make_accounting(self) -> Accounting:
+        if self.alphas is not None:
+            return Accounting(self.accounting, validate_alphas(self.alphas), self.delta)
+        return Accounting(self.accounting, delta=self.delta)
 
 
 class UnlockingConfig(_Strict):

@@ -4,12 +4,10 @@ simulation config, with `period` in seconds; nothing else."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from dpsched.budget import Accounting, validate_alphas
-from dpsched.engine.config import PolicyConfig
+from dpsched.engine.config import AccountingConfig, PolicyConfig
 from dpsched.errors import from_validation_error
 from dpsched.readers import read_mapping
 
@@ -20,18 +18,8 @@ class ServiceScheduler(PolicyConfig):
     period: float = Field(DEFAULT_PERIOD_S, gt=0, allow_inf_nan=False, description="seconds")
 
 
-class ServiceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    accounting: Literal["basic", "rdp"] = "rdp"
-    alphas: tuple[float, ...] | None = None
-    delta: float = Field(1e-7, gt=0, lt=1, description="basic-mode conversions and reports")
+class ServiceConfig(AccountingConfig):
     scheduler: ServiceScheduler = Field(default_factory=ServiceScheduler)
-
-    def make_accounting(self) -> Accounting:
-        if self.alphas is not None:
-            return Accounting(self.accounting, validate_alphas(self.alphas), self.delta)
-        return Accounting(self.accounting, delta=self.delta)
 
 
 def load_service_config(path: str | Path | None) -> ServiceConfig:

@@ -14,8 +14,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from dpsched.budget import Accounting, validate_alphas
-from dpsched.engine.config import PolicyConfig
+from dpsched.engine.config import AccountingConfig, PolicyConfig
 from dpsched.errors import InputError, from_validation_error
 from dpsched.readers import read_mapping
 from dpsched.sim.workloads.registry import GENERATORS, WORKLOAD_NAMES
@@ -107,11 +106,8 @@ class MetricsConfig(_Strict):
     )
 
 
-class SimConfig(_Strict):
+class SimConfig(AccountingConfig):
     seed: int = 0
-    accounting: Literal["basic", "rdp"] = "rdp"
-    alphas: tuple[float, ...] | None = None
-    delta: float = Field(1e-7, gt=0, lt=1, description="basic-mode conversions and reports")
     blocks: BlocksConfig = Field(default_factory=BlocksConfig)
     workload: WorkloadConfig
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
@@ -119,12 +115,6 @@ class SimConfig(_Strict):
     horizon: float | None = Field(
         None, gt=0, allow_inf_nan=False, description="stop at this time even if work remains"
     )
-
-    def make_accounting(self) -> Accounting:
-        if self.alphas is not None:
-            validate_alphas(self.alphas)
-            return Accounting(self.accounting, self.alphas, self.delta)
-        return Accounting(self.accounting, delta=self.delta)
 
     @property
     def fair_share_n(self) -> int:
