@@ -96,7 +96,15 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         errors.print(f"dpsched serving on http://{host}:{port} (journal: {settings.db})")
-        uvicorn.run(service, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(
+            service,
+            host=host,
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            log_level="warning",
+            access_log=False,
+        )
 
     @db_app.command("upgrade", cls=Command)
     @friendly_errors
