@@ -47,24 +47,20 @@ class Entry:
     seq: int = 0
     hash: str = field(default="", compare=False)
 
-    def canonical(self) -> str:
-        """What the hash covers: every field but the hash, as deterministic JSON."""
-        return _dumps(
-            [
-                self.seq,
-                self.time,
-                self.tenant,
-                self.actor,
-                self.request_id,
-                self.op,
-                self.args,
-                self.outcome,
-            ]
-        )
+    def canonical(self, args: str | None = None, outcome: str | None = None) -> str:
+        """What the hash covers: every field but the hash, as deterministic JSON (the
+        list's own encoding: `args`/`outcome` may be passed already encoded)."""
+        args = _dumps(self.args) if args is None else args
+        outcome = _dumps(self.outcome) if outcome is None else outcome
+        head = _dumps([self.seq, self.time, self.tenant, self.actor, self.request_id, self.op])
+        return f"{head[:-1]},{args},{outcome}]"
 
 
-def chained(previous: str, entry: Entry) -> str:
-    return hashlib.sha256(f"{previous}\n{entry.canonical()}".encode()).hexdigest()
+def chained(
+    previous: str, entry: Entry, args: str | None = None, outcome: str | None = None
+) -> str:
+    canonical = entry.canonical(args, outcome)
+    return hashlib.sha256(f"{previous}\n{canonical}".encode()).hexdigest()
 
 
 def database_url(value: str) -> str:
@@ -133,26 +129,27 @@ class Journal:
         if not entries:
             return []
         stored: list[Entry] = []
+        rows: list[dict[str, Any]] = []
         seq, previous = self._last_seq, self._last_hash
         for entry in entries:
             seq += 1
+            args, outcome = _dumps(entry.args), _dumps(entry.outcome)
             numbered = replace(entry, seq=seq)
-            previous = chained(previous, numbered)
+            previous = chained(previous, numbered, args, outcome)
             stored.append(replace(numbered, hash=previous))
-        rows = [
-            {
-                "seq": e.seq,
-                "time": e.time,
-                "tenant": e.tenant,
-                "actor": e.actor,
-                "request_id": e.request_id,
-                "op": e.op,
-                "args": _dumps(e.args),
-                "outcome": None if e.outcome is None else _dumps(e.outcome),
-                "hash": e.hash,
-            }
-            for e in stored
-        ]
+            rows.append(
+                {
+                    "seq": seq,
+                    "time": entry.time,
+                    "tenant": entry.tenant,
+                    "actor": entry.actor,
+                    "request_id": entry.request_id,
+                    "op": entry.op,
+                    "args": args,
+                    "outcome": None if entry.outcome is None else outcome,
+                    "hash": previous,
+                }
+            )
         with self._engine.begin() as connection:
             connection.execute(operations.insert(), rows)
         self._last_seq, self._last_hash = seq, previous

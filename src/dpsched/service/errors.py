@@ -54,15 +54,25 @@ async def json_body(request: Request) -> dict[str, Any]:
     if len(raw) > MAX_BODY:
         raise ApiError(413, "body", f"larger than {MAX_BODY} bytes")
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(422, "body", f"not valid JSON: {exc}") from None
+        data = orjson.loads(raw)  # strict: no NaN, no Infinity, no lone surrogates
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(422, *_why_invalid(raw, exc)) from None
     if not isinstance(data, dict):
         raise ApiError(422, "body", "must be a JSON object")
-    path = _non_finite(data, "")
-    if path is not None:
-        raise ApiError(422, path or "body", "must be a finite number (no NaN or Infinity)")
     return data
+
+
+def _why_invalid(raw: bytes, exc: Exception) -> tuple[str, str]:
+    """(field, reason) for a body the strict parser refused: Python's lenient parser
+    finds the path of a NaN or Infinity literal (or an overflowing number)."""
+    try:
+        loose = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return "body", f"not valid JSON: {exc}"
+    path = _non_finite(loose, "")
+    if path is not None:
+        return path or "body", "must be a finite number (no NaN or Infinity)"
+    return "body", f"not valid JSON: {exc}"
 
 
 def _non_finite(value: Any, path: str) -> str | None:
