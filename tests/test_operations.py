@@ -49,7 +49,7 @@ def histories(draw: st.DrawFn) -> tuple[Accounting, str, str, list[tuple[Any, ..
     value = st.floats(0.0, 0.9, allow_nan=False)
     actions: list[tuple[Any, ...]] = [("block", 0)]
     for step in range(draw(st.integers(1, 25))):
-        kind = draw(st.sampled_from(["block", "claim", "claim", "claim", "round", "act"]))
+        kind = draw(st.sampled_from(["block", "claim", "claim", "claim", "round", "act", "forget"]))
         if kind == "block":
             actions.append(("block", step + 1))
         elif kind == "claim":
@@ -59,6 +59,8 @@ def histories(draw: st.DrawFn) -> tuple[Accounting, str, str, list[tuple[Any, ..
             actions.append(("claim", step, demand, blocks, timeout))
         elif kind == "round":
             actions.append(("round",))
+        elif kind == "forget":
+            actions.append(("forget", draw(st.sampled_from([0.0, 1.0, 3.0]))))
         else:
             op = draw(st.sampled_from(["consume", "release", "expire"]))
             actions.append(("act", op, draw(st.integers(0, 30)), draw(value)))
@@ -94,6 +96,8 @@ def drive(engine: Engine, actions: list[tuple[Any, ...]]) -> None:
             engine.submit(body, now)
         elif action[0] == "round":
             engine.round(now)
+        elif action[0] == "forget":
+            engine.forget_finished(now - action[1])
         else:
             _, op, pick, fraction = action
             claims = list(engine.ledger.claims)
@@ -154,6 +158,35 @@ def test_refused_and_repeated_operations_report_nothing() -> None:
         engine.submit({"id": "a", "blocks": ["b0"], "demand": {"epsilon": 0.1}}, 3.0)
     assert len(log) == count + 1
     assert [op for op, _ in log] == ["add_block", "unlock", "submit", "allocate", "consume"]
+
+
+def test_forgetting_drops_finished_claims_and_their_request_ids_only() -> None:
+    ledger = Ledger(Accounting("basic"))
+    log = recorded(ledger)
+    engine = Engine(ledger, AllUnlocked(), "fcfs")
+    engine.add_block(BlockSpec(id="b0", epsilon=1.0), 0.0)
+    for name in ("done", "held", "late"):
+        engine.submit({"id": name, "blocks": ["b0"], "demand": {"epsilon": 0.2}}, 0.0)
+    engine.round(0.0)
+    engine.consume("done", request_id="use", time=1.0)
+    engine.release("late", request_id="give-back", time=5.0)
+    spent = ledger.spent().copy()
+    with pytest.raises(DpschedError, match="cannot forget: claim is allocated"):
+        ledger.forget(["done", "held"])  # all or nothing
+    assert ledger.has_claim("done")
+    assert ledger.finished_before(4.0) == ["done"]
+    forgotten = engine.forget_finished(4.0)
+    assert [(f.claim.id, f.claim.state.value) for f in forgotten] == [("done", "consumed")]
+    assert forgotten[0].request_ids == ("allocate:done", "use")
+    assert not ledger.has_claim("done") and ledger.has_claim("late")
+    assert ledger.request("use") is None and ledger.request("give-back") is not None
+    assert (ledger.spent() == spent).all()  # what was consumed stays consumed
+    assert log[-1] == ("forget", {"claims": ["done"]})
+    assert engine.forget_finished(4.0) == []  # nothing more is due
+    assert replayed(Accounting("basic"), log).to_dict() == ledger.to_dict()
+    copy = Ledger.from_arrays(ledger.to_arrays())
+    assert copy.finished_before(10.0) == ["late"]
+    assert [f.request_ids for f in copy.forget(["late"])] == [("allocate:late", "give-back")]
 
 
 def test_unknown_operations_are_refused() -> None:

@@ -11,7 +11,7 @@ from dpsched.core.explain import (
     waiting_reason,
     waiting_reasons,
 )
-from dpsched.core.ledger import Ledger
+from dpsched.core.ledger import Forgotten, Ledger
 from dpsched.core.pending import PendingArrays, PendingView
 from dpsched.core.selectors import (
     BlockSelector,
@@ -35,6 +35,7 @@ __all__ = [
     "Condition",
     "DatasetSelector",
     "ExplicitSelector",
+    "Forgotten",
     "Headroom",
     "Ledger",
     "Lifetime",

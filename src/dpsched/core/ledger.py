@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -32,6 +32,13 @@ _BUDGET_PARTS = ("capacity", "locked", "unlocked", "reserved", "allocated", "con
 Listener = Callable[[str, dict[str, Any]], None]
 """Told of every change of state, after it happened: (operation, JSON-able arguments).
 `core.operations.apply` replays it exactly on a ledger in the same prior state."""
+
+
+class Forgotten(NamedTuple):
+    """A claim `Ledger.forget` dropped, as it was, with the request ids used on it."""
+
+    claim: Claim
+    request_ids: tuple[str, ...]
 
 
 class _Request(NamedTuple):
@@ -65,6 +72,10 @@ class Ledger:
         """Bumped by every change to claims or to granted budget (not by unlocking), so
         callers can cache answers that only those changes affect."""
         self._requests: dict[str, _Request] = {}
+        self._claim_requests: dict[str, tuple[str, ...]] = {}
+        """claim id -> the request ids used on it (what `forget` drops with it)"""
+        self._finished: dict[str, None] = {}
+        """finished claims in the order they finished (what `forget` looks through)"""
         self.listener: Listener | None = None
         """Set by whoever journals the ledger (the engine); None costs nothing."""
 
@@ -220,9 +231,8 @@ class Ledger:
         ok = rows_fit(demand, self.capacity[index], self.usable[index])
         reason = _rejection(claim.block_ids, ok, spec.min_blocks)
         if reason is not None:
-            claim.state = ClaimState.REJECTED
             claim.reason = reason
-            claim.finished_at = time
+            self._finish(claim, ClaimState.REJECTED, time)
         self._claims[claim.id] = claim
         if claim.state is ClaimState.PENDING:
             self._pending[claim.id] = None
@@ -293,9 +303,8 @@ class Ledger:
         for i in np.flatnonzero(rejected).tolist():
             claim = claims[i]
             lo, hi = bounds[i], bounds[i + 1]
-            claim.state = ClaimState.REJECTED
             claim.reason = _rejection(claim.block_ids, entry_ok[lo:hi], batch.min_blocks[i])
-            claim.finished_at = claim.arrival if time is None else time
+            self._finish(claim, ClaimState.REJECTED, claim.arrival if time is None else time)
         self._claims.update((c.id, c) for c in claims)
         pending = np.flatnonzero(~rejected)
         if pending.size:
@@ -403,7 +412,7 @@ class Ledger:
         claim.allocated_at = time
         del self._pending[claim_id]
         self._pending_index.remove(claim_id)
-        self._requests[request_id] = _Request("allocate", claim_id)
+        self._remember(request_id, "allocate", claim_id)
         self.revision += 1
         self._tell("allocate", claim_id, request_id, time)
         return claim
@@ -427,7 +436,7 @@ class Ledger:
         self.unlocked[rows] -= amount
         self.reserved[rows] += amount
         claim.reserved = claim.reserved + amount
-        self._requests[request_id] = _Request("reserve", claim_id)
+        self._remember(request_id, "reserve", claim_id)
         self.revision += 1
         self._tell("reserve", claim_id, request_id, time, amount=amount.tolist())
         return claim
@@ -446,7 +455,7 @@ class Ledger:
         if (amount > claim.allocated + TOLERANCE).any():
             raise LedgerError(f"claim {claim_id}", "consuming more than the remaining allocation")
         self._consume(claim, np.minimum(amount, claim.allocated), time)
-        self._requests[request_id] = _Request("consume", claim_id)
+        self._remember(request_id, "consume", claim_id)
         self.revision += 1
         self._tell("consume", claim_id, request_id, time, fraction=fraction)
         return claim
@@ -468,7 +477,7 @@ class Ledger:
                 f"claim {claim_id}", f"consuming more than is left of the grant on blocks {blocks}"
             )
         self._consume(claim, np.minimum(amount, claim.allocated), time)
-        self._requests[request_id] = _Request("consume", claim_id)
+        self._remember(request_id, "consume", claim_id)
         self.revision += 1
         self._tell("consume", claim_id, request_id, time, amount=amount.tolist())
         return claim
@@ -481,8 +490,7 @@ class Ledger:
         claim.consumed = claim.consumed + amount
         if not (claim.allocated > TOLERANCE).any():
             self._move_leftover_to_consumed(claim)
-            claim.state = ClaimState.CONSUMED
-            claim.finished_at = time
+            self._finish(claim, ClaimState.CONSUMED, time)
 
     def _move_leftover_to_consumed(self, claim: Claim) -> None:
         rows = claim.block_index
@@ -502,9 +510,8 @@ class Ledger:
         self.unlocked[rows] += claim.allocated
         self._pending_index.forget_hints()
         claim.allocated = np.zeros_like(claim.allocated)
-        claim.state = ClaimState.RELEASED
-        claim.finished_at = time
-        self._requests[request_id] = _Request("release", claim_id)
+        self._finish(claim, ClaimState.RELEASED, time)
+        self._remember(request_id, "release", claim_id)
         self.revision += 1
         self._tell("release", claim_id, request_id, time)
         return claim
@@ -521,11 +528,10 @@ class Ledger:
             self.reserved[rows] -= claim.reserved
             claim.reserved = np.zeros_like(claim.reserved)
             self._pending_index.forget_hints()  # committed budget went down
-        claim.state = ClaimState.EXPIRED
-        claim.finished_at = time
+        self._finish(claim, ClaimState.EXPIRED, time)
         del self._pending[claim_id]
         self._pending_index.remove(claim_id)
-        self._requests[request_id] = _Request("expire", claim_id)
+        self._remember(request_id, "expire", claim_id)
         self.revision += 1
         self._tell("expire", claim_id, request_id, time)
         return claim
@@ -538,6 +544,66 @@ class Ledger:
         for claim_id in due:
             self.expire(claim_id, request_id=f"expire:{claim_id}", time=time)
         return due
+
+    # -------------------------------------------------------------- retention
+    def finished_before(self, time: float) -> list[str]:
+        """Finished claims (consumed, released, expired, rejected) that finished at or
+        before `time`, in the order they finished."""
+        due = []
+        for claim_id in self._finished:
+            finished_at = self._claims[claim_id].finished_at
+            if finished_at is None or finished_at > time:
+                break
+            due.append(claim_id)
+        return due
+
+    def forget(self, claim_ids: Sequence[str]) -> list[Forgotten]:
+        """Drop finished claims, and the request ids used on them, from the ledger.
+
+        A finished claim no longer touches any budget (what it consumed stays in the
+        blocks' totals), so a long-running service forgets it after a retention period
+        and keeps its state, snapshots and restarts proportional to live work. The
+        front end keeps what it wants of them (the journal keeps everything). All or
+        nothing: a claim that is missing or not finished refuses the whole call.
+        """
+        for claim_id in claim_ids:
+            if self.claim(claim_id).finished_at is None:
+                state = self._claims[claim_id].state.value
+                raise LedgerError(f"claim {claim_id}", f"cannot forget: claim is {state}")
+        if len(set(claim_ids)) != len(claim_ids):
+            raise InputError("claims", "a claim is named twice")
+        forgotten = []
+        for claim_id in claim_ids:
+            claim = self._claims.pop(claim_id)
+            del self._finished[claim_id]
+            request_ids = self._claim_requests.pop(claim_id, ())
+            for request_id in request_ids:
+                del self._requests[request_id]
+            forgotten.append(Forgotten(claim, request_ids))
+        if claim_ids:
+            self.revision += 1
+            if self.listener is not None:
+                self.listener("forget", {"claims": list(claim_ids)})
+        return forgotten
+
+    def _finish(self, claim: Claim, state: ClaimState, time: float) -> None:
+        claim.state = state
+        claim.finished_at = time
+        self._finished[claim.id] = None
+
+    def _remember(self, request_id: str, op: str, claim_id: str) -> None:
+        self._requests[request_id] = _Request(op, claim_id)
+        self._claim_requests[claim_id] = (*self._claim_requests.get(claim_id, ()), request_id)
+
+    def _index_history(self) -> None:
+        """Rebuild the per-claim request ids and the finishing order (after a load)."""
+        self._claim_requests = {}
+        for request_id, record in self._requests.items():
+            known = self._claim_requests.get(record.claim_id, ())
+            self._claim_requests[record.claim_id] = (*known, request_id)
+        finished = [c for c in self._claims.values() if c.finished_at is not None]
+        finished.sort(key=lambda c: c.finished_at or 0.0)
+        self._finished = dict.fromkeys(c.id for c in finished)
 
     def _tell(self, op: str, claim_id: str, request_id: str, time: float, **extra: Any) -> None:
         if self.listener is not None:
@@ -627,6 +693,7 @@ class Ledger:
         for claim_id in ledger._pending:
             ledger._pending_index.add(ledger._claims[claim_id])
         ledger._requests = {rid: _Request(op, cid) for rid, (op, cid) in data["requests"].items()}
+        ledger._index_history()
         return ledger
 
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -740,6 +807,7 @@ class Ledger:
                 strict=True,
             )
         }
+        ledger._index_history()
         return ledger
 
     def _accounting_dict(self) -> dict[str, Any]:

@@ -29,6 +29,7 @@ OPERATIONS = (
     "consume",
     "release",
     "expire",
+    "forget",
 )
 
 
@@ -61,6 +62,8 @@ def apply(ledger: Ledger, op: str, args: dict[str, Any]) -> None:
         ledger.release(args["claim"], request_id=args["request_id"], time=args["time"])
     elif op == "expire":
         ledger.expire(args["claim"], request_id=args["request_id"], time=args["time"])
+    elif op == "forget":
+        ledger.forget(args["claims"])
     else:
         raise InputError("op", f"unknown operation {op!r}; one of {', '.join(OPERATIONS)}")
 

@@ -27,6 +27,7 @@ from dpsched.core import (
     ClaimBatch,
     ClaimSpec,
     ClaimState,
+    Forgotten,
     Ledger,
     Unlocking,
 )
@@ -103,6 +104,10 @@ class Engine:
     def expire(self, claim_id: str, *, request_id: str, time: float) -> Claim:
         """Withdraw a pending claim (its owner gave up)."""
         return self.ledger.expire(claim_id, request_id=request_id, time=time)
+
+    def forget_finished(self, before: float) -> list[Forgotten]:
+        """Drop the claims that finished at or before `before` (a front end's retention)."""
+        return self.ledger.forget(self.ledger.finished_before(before))
 
     # ------------------------------------------------------------------ rounds
     def round(self, time: float) -> RoundOutcome:
