@@ -20,7 +20,7 @@ def test_db_upgrade_then_audit_verify(tmp_path: Path) -> None:
     assert not Path(db).exists()
     upgraded = dpsched("db", "upgrade", "--db", db, "--json", "-")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert json.loads(upgraded.stdout) == {"db": db, "revision": "0001"}
+    assert json.loads(upgraded.stdout) == {"db": db, "revision": "0002"}
     durable, tenants = open_engine(db)
     some_history(durable, tenants, rounds=3)
     rows = durable.journal.last_seq

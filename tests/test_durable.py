@@ -4,16 +4,20 @@ journaled, restarts rebuild the exact state, the hash chain catches tampering.""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 
 from dpsched.budget import Accounting
 from dpsched.core import BlockSpec, PerArrival
+from dpsched.engine import migrations
 from dpsched.engine.audit import verify
 from dpsched.engine.durable import Context, DurableEngine, FrontEndState
-from dpsched.engine.journal import Entry, Journal
+from dpsched.engine.journal import Archived, Entry, Journal
 from dpsched.errors import DpschedError, InputError
 
 ACCOUNTING = Accounting("rdp", (2.0, 4.0, 8.0))
@@ -31,7 +35,7 @@ class Tenants(FrontEndState):
     def snapshot(self) -> dict[str, Any]:
         return {"names": list(self.names)}
 
-    def load(self, data: dict[str, Any]) -> None:
+    def load(self, data: dict[str, Any], arrays: dict[str, Any]) -> None:
         self.names = list(data["names"])
 
     def restore(self, entry: Entry) -> None:
@@ -189,3 +193,51 @@ def test_the_journal_refuses_a_different_accounting(database: str) -> None:
         DurableEngine.open(
             Journal(database), Accounting("basic"), PerArrival(2), "dpack", state=Tenants()
         )
+
+
+def test_a_journal_at_the_previous_schema_migrates_in_place(database: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    engine = sa.create_engine(database)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+    engine.dispose()
+    old = Journal(database, check=False)
+    basic = Accounting("basic")
+    accounting = {"mode": basic.mode, "alphas": list(basic.alphas), "delta": basic.delta}
+    old.append([Entry("init", {"accounting": accounting}, 0.0), Entry("tenant_add", {}, 1.0)])
+    with pytest.raises(InputError, match=r"schema 0001, this dpsched needs 0002: run `dpsched db"):
+        Journal(database)
+    assert old.upgrade() == "0002"
+    migrated = Journal(database)
+    assert [(e.seq, e.op) for e in migrated.entries()] == [(1, "init"), (2, "tenant_add")]
+    assert verify(migrated).rows == 2
+    assert migrated.archived("anything") is None
+
+
+def test_forgotten_claims_leave_the_state_and_are_archived_with_their_operation(
+    database: str,
+) -> None:
+    durable, tenants = open_engine(database, snapshot_every=7)
+    some_history(durable, tenants)
+    ledger = durable.engine.ledger
+    finished = ledger.finished_before(3.0)
+    assert finished and all(ledger.claim(c).finished_at is not None for c in finished)
+    with durable.acting(Context(actor="retention"), 10.0) as engine:
+        forgotten = engine.forget_finished(3.0)
+    for n, item in enumerate(forgotten, start=1):
+        record = {"state": item.claim.state.value, "requests": list(item.request_ids)}
+        durable.archive(Archived(item.claim.id, "team-a", n, item.claim.state.value, record))
+    durable.commit()
+    assert [f.claim.id for f in forgotten] == finished
+    assert not any(ledger.has_claim(c) for c in finished)
+    stored = durable.journal.archived(finished[0])
+    assert stored is not None and stored.seq == durable.journal.last_seq
+    assert stored.record["state"] == forgotten[0].claim.state.value
+    page = durable.journal.archived_page("team-a", 0, 2)
+    assert [a.n for a in page] == [1, 2][: len(forgotten)]
+    before = ledger.to_dict()
+    again, _ = open_engine(database)
+    assert again.engine.ledger.to_dict() == before
+    assert verify(again.journal).ok

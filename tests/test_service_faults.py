@@ -32,7 +32,7 @@ TOLERANCE = 1e-9
 def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]:
     postgres = request.getfixturevalue("postgres_server") if request.param == "postgresql" else None
     config = tmp_path / "service.yaml"
-    config.write_text("accounting: basic\nscheduler: {policy: dpf, period: 0.2}\n")
+    config.write_text("accounting: basic\nscheduler: {policy: dpf, period: 0.2}\nretention: 0.5\n")
     running = Service(new_database(request.param, tmp_path, postgres), tmp_path, config).start()
     with running.admin() as admin:
         for block in BLOCKS:

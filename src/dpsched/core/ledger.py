@@ -546,13 +546,13 @@ class Ledger:
         return due
 
     # -------------------------------------------------------------- retention
-    def finished_before(self, time: float) -> list[str]:
+    def finished_before(self, time: float, limit: int | None = None) -> list[str]:
         """Finished claims (consumed, released, expired, rejected) that finished at or
-        before `time`, in the order they finished."""
-        due = []
+        before `time`, in the order they finished (the first `limit` of them)."""
+        due: list[str] = []
         for claim_id in self._finished:
             finished_at = self._claims[claim_id].finished_at
-            if finished_at is None or finished_at > time:
+            if finished_at is None or finished_at > time or len(due) == limit:
                 break
             due.append(claim_id)
         return due

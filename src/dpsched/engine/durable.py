@@ -29,7 +29,7 @@ from dpsched.budget import Accounting
 from dpsched.core import Ledger, Unlocking
 from dpsched.core.operations import OPERATIONS, apply
 from dpsched.engine.engine import Engine
-from dpsched.engine.journal import Entry, Journal
+from dpsched.engine.journal import Archived, Entry, Journal
 from dpsched.errors import InputError
 from dpsched.policies import Policy
 
@@ -58,11 +58,19 @@ class FrontEndState:
     def snapshot(self) -> dict[str, Any]:
         return {}
 
-    def load(self, data: dict[str, Any]) -> None:
+    def snapshot_arrays(self) -> dict[str, np.ndarray]:
+        """Bulky numeric parts of the snapshot, stored as arrays rather than JSON."""
+        return {}
+
+    def load(self, data: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         return None
 
     def restore(self, entry: Entry) -> None:
         raise InputError("journal", f"row {entry.seq}: unknown operation {entry.op!r}")
+
+    def recovered(self, ledger: Ledger) -> None:
+        """Called once the replay is over: drop what refers to claims the ledger forgot."""
+        return None
 
 
 class DurableEngine:
@@ -80,6 +88,7 @@ class DurableEngine:
         self.state = state
         self.snapshot_every = snapshot_every
         self._staged: list[Entry] = []
+        self._archived: list[Archived] = []
         self._context = Context()
         self._time = 0.0
         self._since_snapshot = 0
@@ -129,6 +138,11 @@ class DurableEngine:
             raise InputError("op", f"{op!r} is the ledger's own operation")
         self._staged.append(_entry(op, args, context, time))
 
+    def archive(self, record: Archived) -> None:
+        """Stage a front end's final record of something it forgets; it is written with
+        the operations staged so far (the one that forgot it among them)."""
+        self._archived.append(record)
+
     @property
     def staged(self) -> int:
         return len(self._staged)
@@ -137,8 +151,9 @@ class DurableEngine:
         """Append everything staged in one transaction. On failure the in-memory state
         is rebuilt from the journal (what was staged is lost) and the error raised."""
         staged, self._staged = self._staged, []
+        archived, self._archived = self._archived, []
         try:
-            stored = self.journal.append(staged)
+            stored = self.journal.append(staged, archived)
         except Exception:
             self._reload()
             raise
@@ -191,6 +206,8 @@ def recover(journal: Journal, state: FrontEndState) -> tuple[Ledger | None, int]
             apply(ledger, entry.op, entry.args)
         else:
             state.restore(entry)
+    if ledger is not None:
+        state.recovered(ledger)
     return ledger, replayed
 
 
@@ -199,6 +216,7 @@ def encode(ledger: Ledger, state: FrontEndState) -> bytes:
     arrays = ledger.to_arrays()
     extra = json.dumps(state.snapshot(), sort_keys=True, allow_nan=False).encode()
     arrays["front_end"] = np.frombuffer(extra, dtype=np.uint8)
+    arrays.update({f"front_end.{k}": v for k, v in state.snapshot_arrays().items()})
     buffer = io.BytesIO()
     np.savez(buffer, allow_pickle=False, **arrays)
     return buffer.getvalue()
@@ -207,7 +225,9 @@ def encode(ledger: Ledger, state: FrontEndState) -> bytes:
 def decode(blob: bytes, state: FrontEndState) -> Ledger:
     with np.load(io.BytesIO(blob)) as data:
         arrays = {name: data[name] for name in data.files}
-    state.load(json.loads(bytes(arrays.pop("front_end"))))
+    extra = json.loads(bytes(arrays.pop("front_end")))
+    mine = {k: arrays.pop(k) for k in list(arrays) if k.startswith("front_end.")}
+    state.load(extra, {k.removeprefix("front_end."): v for k, v in mine.items()})
     return Ledger.from_arrays(arrays)
 
 

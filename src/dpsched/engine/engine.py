@@ -105,9 +105,10 @@ class Engine:
         """Withdraw a pending claim (its owner gave up)."""
         return self.ledger.expire(claim_id, request_id=request_id, time=time)
 
-    def forget_finished(self, before: float) -> list[Forgotten]:
-        """Drop the claims that finished at or before `before` (a front end's retention)."""
-        return self.ledger.forget(self.ledger.finished_before(before))
+    def forget_finished(self, before: float, limit: int | None = None) -> list[Forgotten]:
+        """Drop the claims that finished at or before `before` (a front end's retention),
+        the oldest `limit` of them."""
+        return self.ledger.forget(self.ledger.finished_before(before, limit))
 
     # ------------------------------------------------------------------ rounds
     def round(self, time: float) -> RoundOutcome:

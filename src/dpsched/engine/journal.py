@@ -26,7 +26,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 
 from dpsched.engine import migrations
-from dpsched.engine.schema import HEAD, operations, snapshots
+from dpsched.engine.schema import HEAD, archive, operations, snapshots
 from dpsched.errors import InputError
 
 GENESIS = "0" * 64
@@ -54,6 +54,18 @@ class Entry:
         outcome = _dumps(self.outcome) if outcome is None else outcome
         head = _dumps([self.seq, self.time, self.tenant, self.actor, self.request_id, self.op])
         return f"{head[:-1]},{args},{outcome}]"
+
+
+@dataclass(frozen=True)
+class Archived:
+    """A front end's final record of something it forgot (see `schema.archive`)."""
+
+    key: str
+    owner: str
+    n: int
+    state: str
+    record: dict[str, Any]
+    seq: int = 0
 
 
 def chained(
@@ -123,10 +135,15 @@ class Journal:
     def last_seq(self) -> int:
         return self._last_seq
 
-    def append(self, entries: Sequence[Entry]) -> list[Entry]:
-        """Append in one transaction; returns the entries as stored (seq, hash). Nothing
-        is appended if the commit fails (the exception propagates)."""
+    def append(self, entries: Sequence[Entry], archived: Sequence[Archived] = ()) -> list[Entry]:
+        """Append in one transaction, with the archive records those operations made;
+        returns the entries as stored (seq, hash). Nothing is written if the commit
+        fails (the exception propagates)."""
         if not entries:
+            if archived:
+                raise InputError(
+                    "archive", "archive records come with the operation that made them"
+                )
             return []
         stored: list[Entry] = []
         rows: list[dict[str, Any]] = []
@@ -152,6 +169,21 @@ class Journal:
             )
         with self._engine.begin() as connection:
             connection.execute(operations.insert(), rows)
+            if archived:
+                connection.execute(
+                    archive.insert(),
+                    [
+                        {
+                            "key": a.key,
+                            "owner": a.owner,
+                            "n": a.n,
+                            "state": a.state,
+                            "seq": seq,
+                            "record": _dumps(a.record),
+                        }
+                        for a in archived
+                    ],
+                )
         self._last_seq, self._last_hash = seq, previous
         return stored
 
@@ -171,6 +203,24 @@ class Journal:
             if len(page) < batch:
                 return
             after = page[-1].seq
+
+    # ----------------------------------------------------------------- archive
+    def archived(self, key: str) -> Archived | None:
+        query = sa.select(archive).where(archive.c.key == key)
+        with self._engine.connect() as connection:
+            row = connection.execute(query).first()
+        return None if row is None else _archived(row)
+
+    def archived_page(
+        self, owner: str, after: int, limit: int, state: str | None = None
+    ) -> list[Archived]:
+        """The owner's archived records with n > `after`, in n order (at most `limit`)."""
+        query = sa.select(archive).where(archive.c.owner == owner, archive.c.n > after)
+        if state is not None:
+            query = query.where(archive.c.state == state)
+        query = query.order_by(archive.c.n).limit(limit)
+        with self._engine.connect() as connection:
+            return [_archived(row) for row in connection.execute(query)]
 
     # --------------------------------------------------------------- snapshots
     def save_snapshot(self, seq: int, state: bytes, form: str = "npz-1") -> None:
@@ -217,6 +267,17 @@ def _entry(row: Any) -> Entry:
         outcome=None if row.outcome is None else json.loads(row.outcome),
         seq=int(row.seq),
         hash=row.hash,
+    )
+
+
+def _archived(row: Any) -> Archived:
+    return Archived(
+        key=row.key,
+        owner=row.owner,
+        n=int(row.n),
+        state=row.state,
+        record=json.loads(row.record),
+        seq=int(row.seq),
     )
 
 

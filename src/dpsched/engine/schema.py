@@ -32,5 +32,20 @@ snapshots = sa.Table(
 )
 """The whole state after operation `seq`: a restart loads the latest and replays the rest."""
 
-HEAD = "0001"
+archive = sa.Table(
+    "archive",
+    metadata,
+    sa.Column("key", sa.String(300), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("n", sa.BigInteger(), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("record", sa.Text(), nullable=False),
+    sa.Index("archive_owner_n", "owner", "n"),
+)
+"""Final records of what a front end forgot (finished claims after their retention),
+written in the same transaction as the operation row `seq` that dropped them: readable
+by key and, per owner, in the front end's order `n`, without keeping them in memory."""
+
+HEAD = "0002"
 """The schema revision this code needs (the newest migration)."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
+import orjson
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -27,16 +28,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dpsched import __version__
 from dpsched.core import BlockSpec, Claim, ClaimSpec, ClaimState, Ledger
 from dpsched.engine.durable import SNAPSHOT_EVERY, Context, DurableEngine
-from dpsched.engine.journal import Journal
+from dpsched.engine.journal import Archived, Journal
 from dpsched.errors import InputError, LedgerError, from_validation_error
 from dpsched.service.config import ServiceConfig
 from dpsched.service.errors import ApiError, error_response, json_body, reply
 from dpsched.service.metrics import ServiceMetrics
-from dpsched.service.state import ClaimMeta, ServiceState, ledger_id, token_hash
+from dpsched.service.state import ClaimMeta, ServiceState, canonical, ledger_id, token_hash
 from dpsched.service.views import block_view, claim_view, fit_view
 from dpsched.service.writer import UnavailableError, Writer
 
 MAX_WAIT_S = 60.0
+FORGET_PER_ROUND = 5_000
+"""Claims archived by one round at most, so that a backlog never stalls requests long."""
 MAX_ID = 200
 
 
@@ -95,12 +98,30 @@ def create_app(settings: Settings) -> FastAPI:
         metrics.round_seconds.observe(seconds)
         metrics.granted.inc(len(outcome.granted))
 
+    def forget_finished(durable: DurableEngine, now: float) -> None:
+        """Move claims finished more than `retention` ago from memory to the archive."""
+        assert config.retention is not None
+        with durable.acting(Context(actor="retention"), now) as engine:
+            forgotten = engine.forget_finished(now - config.retention, FORGET_PER_ROUND)
+        for item in forgotten:
+            meta = state.claims[item.claim.id]
+            record = {
+                "view": claim_view(durable.engine.ledger, meta, item.claim),
+                "body": meta.body,
+                "request_ids": list(item.request_ids),
+            }
+            archived = Archived(item.claim.id, meta.tenant, meta.n, item.claim.state.value, record)
+            durable.archive(archived)
+        state.drop_claims([item.claim.id for item in forgotten])
+        metrics.forgotten.inc(len(forgotten))
+
     writer = Writer(
         durable,
         config.scheduler.period,
         on_commit=changes.from_writer,
         on_round=on_round,
         on_commit_time=metrics.commit_seconds.observe,
+        after_round=None if config.retention is None else forget_finished,
     )
     writer_box.append(writer)
     admin_hash = token_hash(settings.admin_token)
@@ -271,11 +292,12 @@ def create_app(settings: Settings) -> FastAPI:
 
         def job(durable: DurableEngine, now: float) -> tuple[int, dict[str, Any]]:
             ledger = durable.engine.ledger
-            known = state.claims.get(key)
-            if known is not None:
-                if known.body != data:
+            found = lookup(durable, key)
+            if found is not None:
+                body, view = _known(found, ledger)
+                if orjson.loads(body) != data:
                     raise ApiError(409, "id", f"claim {spec.id!r} exists with a different body")
-                return 200, claim_view(ledger, known, ledger.claim(key))
+                return 200, view
             stored = spec.model_copy(update={"id": key, "arrival": now})
             _check_selector(stored, ledger)
             with durable.acting(_context(Caller(False, owner), None), now) as engine:
@@ -286,8 +308,8 @@ def create_app(settings: Settings) -> FastAPI:
                     _context(Caller(False, owner), None),
                     now,
                 )
-            state.add_claim(owner, spec.id, data)
-            return 201, claim_view(ledger, state.claims[key], claim)
+            meta = state.add_claim(owner, spec.id, canonical(data))
+            return 201, claim_view(ledger, meta, claim)
 
         status, view = await run(job)
         return reply(view, status)
@@ -324,40 +346,56 @@ def create_app(settings: Settings) -> FastAPI:
             raise ApiError(422, "state", f"unknown state {wanted!r}; one of {states}")
         if not 1 <= limit <= 1000:
             raise ApiError(422, "limit", "must be between 1 and 1000")
-        start = 0
+        after = 0
         if cursor is not None:
             if not cursor.isdigit():
                 raise ApiError(422, "cursor", "not a cursor this service returned")
-            start = int(cursor)
+            after = int(cursor)
 
         def job(durable: DurableEngine, _now: float) -> dict[str, Any]:
             ledger = durable.engine.ledger
-            keys = state.by_tenant.get(owner, [])
-            found: list[dict[str, Any]] = []
-            position = start
-            while position < len(keys) and len(found) < limit:
-                claim = ledger.claim(keys[position])
+            found: list[tuple[int, dict[str, Any]]] = []
+            for n, key in state.listing(owner).after(after):
+                claim = ledger.claim(key)
                 if wanted is None or claim.state.value == wanted:
-                    found.append(claim_view(ledger, state.claims[keys[position]], claim))
-                position += 1
-            more = position < len(keys)
-            return {"claims": found, "next_cursor": str(position) if more else None}
+                    found.append((n, claim_view(ledger, state.claims[key], claim)))
+                    if len(found) > limit:
+                        break
+            archived = durable.journal.archived_page(owner, after, limit + 1, wanted)
+            found += [(a.n, a.record["view"]) for a in archived]
+            found.sort(key=lambda item: item[0])
+            more = len(found) > limit
+            page = found[:limit]
+            return {
+                "claims": [view for _, view in page],
+                "next_cursor": str(page[-1][0]) if more else None,
+            }
 
         return reply(await run(job))
 
-    def owned(durable: DurableEngine, key: str, claim_id: str) -> tuple[ClaimMeta, Claim]:
-        """The caller's claim; another tenant's is exactly as missing as a missing one."""
+    def lookup(durable: DurableEngine, key: str) -> tuple[ClaimMeta, Claim] | Archived | None:
+        """A claim in memory, or its final record if it was forgotten, or None."""
         meta = state.claims.get(key)
-        if meta is None:
+        if meta is not None:
+            return meta, durable.engine.ledger.claim(key)
+        if not state.archived.might_hold(key):
+            return None  # the common case, a new id: no database read
+        return durable.journal.archived(key)
+
+    def owned(
+        durable: DurableEngine, key: str, claim_id: str
+    ) -> tuple[ClaimMeta, Claim] | Archived:
+        """The caller's claim; another tenant's is exactly as missing as a missing one."""
+        found = lookup(durable, key)
+        if found is None:
             raise _missing(claim_id)
-        return meta, durable.engine.ledger.claim(key)
+        return found
 
     def claim_job(owner: str, claim_id: str) -> Callable[[DurableEngine, float], Any]:
         key = ledger_id(owner, claim_id)
 
         def job(durable: DurableEngine, _now: float) -> dict[str, Any]:
-            meta, claim = owned(durable, key, claim_id)
-            return claim_view(durable.engine.ledger, meta, claim)
+            return _known(owned(durable, key, claim_id), durable.engine.ledger)[1]
 
         return job
 
@@ -384,15 +422,24 @@ def create_app(settings: Settings) -> FastAPI:
         key = ledger_id(owner, claim_id)
 
         def job(durable: DurableEngine, _now: float) -> dict[str, Any]:
-            meta, claim = owned(durable, key, claim_id)
+            found = owned(durable, key, claim_id)
             ledger = durable.engine.ledger
-            view = fit_view(
-                ledger, claim.block_ids, claim.block_index, claim.demand, claim.reserved
-            )
-            described = claim_view(ledger, meta, claim)
+            if isinstance(found, Archived):
+                view: dict[str, Any] = {
+                    "fits_now": False,
+                    "fits_when_unlocked": False,
+                    "blocks": {},
+                }
+                described = found.record["view"]
+            else:
+                meta, claim = found
+                view = fit_view(
+                    ledger, claim.block_ids, claim.block_index, claim.demand, claim.reserved
+                )
+                described = claim_view(ledger, meta, claim)
             return {
                 "id": claim_id,
-                "state": claim.state.value,
+                "state": described["state"],
                 **view,
                 "reason": described["reason"],
             }
@@ -413,7 +460,10 @@ def create_app(settings: Settings) -> FastAPI:
         request_id = ledger_id(owner, body.request_id)
 
         def job(durable: DurableEngine, now: float) -> dict[str, Any]:
-            meta, claim = owned(durable, key, claim_id)
+            found = owned(durable, key, claim_id)
+            if isinstance(found, Archived):
+                return _archived_retry(found, request_id, "consume")
+            meta, claim = found
             ledger = durable.engine.ledger
             with durable.acting(_context(Caller(False, owner), body.request_id), now) as engine:
                 if body.amount is not None:
@@ -460,7 +510,10 @@ def create_app(settings: Settings) -> FastAPI:
         rid = ledger_id(owner, request_id)
 
         def job(durable: DurableEngine, now: float) -> dict[str, Any]:
-            meta, claim = owned(durable, key, claim_id)
+            found = owned(durable, key, claim_id)
+            if isinstance(found, Archived):
+                return _archived_retry(found, rid, "release" if only_release else "withdraw")
+            meta, claim = found
             ledger = durable.engine.ledger
             used = ledger.request(rid)
             if used is not None:
@@ -492,6 +545,8 @@ def create_app(settings: Settings) -> FastAPI:
             start = wallclock.perf_counter()
             with durable.acting(_context(who, None), now) as engine:
                 outcome = engine.round(now)
+            if config.retention is not None:
+                forget_finished(durable, now)
             seconds = wallclock.perf_counter() - start
             metrics.round_seconds.observe(seconds)
             metrics.granted.inc(len(outcome.granted))
@@ -644,6 +699,23 @@ def _fit_reason(view: dict[str, Any], selected: int, min_blocks: int) -> str | N
         return "not enough budget left on " + ", ".join(short)
     locked = [b for b, r in view["blocks"].items() if not r["fits_now"]]
     return "waits for budget to be unlocked on " + ", ".join(locked)
+
+
+def _known(found: tuple[ClaimMeta, Claim] | Archived, ledger: Ledger) -> tuple[str, dict[str, Any]]:
+    """(submitted body as canonical JSON, view) of a live or archived claim."""
+    if isinstance(found, Archived):
+        return found.record["body"], found.record["view"]
+    meta, claim = found
+    return meta.body, claim_view(ledger, meta, claim)
+
+
+def _archived_retry(found: Archived, request_id: str, op: str) -> dict[str, Any]:
+    """An operation on a claim already archived: a retry of one it ran answers as it
+    did; anything else is refused, as the ledger refuses a finished claim."""
+    view: dict[str, Any] = found.record["view"]
+    if request_id in found.record["request_ids"]:
+        return view
+    raise ApiError(409, "claim", f"cannot {op}: claim is {found.state} (finished and archived)")
 
 
 def _missing(claim_id: str) -> ApiError:

@@ -1,5 +1,5 @@
 """`dpsched serve --config FILE`: the same `accounting`, `alphas` and `scheduler` keys as a
-simulation config, with `period` in seconds; nothing else."""
+simulation config, with `period` in seconds, and the service's own `retention`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from dpsched.errors import from_validation_error
 from dpsched.readers import read_mapping
 
 DEFAULT_PERIOD_S = 5.0
+DEFAULT_RETENTION_S = 86_400.0
 
 
 class ServiceScheduler(PolicyConfig):
@@ -20,6 +21,13 @@ class ServiceScheduler(PolicyConfig):
 
 class ServiceConfig(AccountingConfig):
     scheduler: ServiceScheduler = Field(default_factory=ServiceScheduler)
+    retention: float | None = Field(
+        DEFAULT_RETENTION_S,
+        ge=0,
+        allow_inf_nan=False,
+        description="seconds a finished claim stays in memory (null: for ever); after "
+        "that it is read from the journal's archive",
+    )
 
 
 def load_service_config(path: str | Path | None) -> ServiceConfig:

@@ -96,4 +96,9 @@ class ServiceMetrics:
         self.granted = Counter(
             "dpsched_granted_total", "Claims granted by scheduling rounds.", registry=self.registry
         )
+        self.forgotten = Counter(
+            "dpsched_claims_forgotten_total",
+            "Finished claims moved from memory to the journal's archive after the retention.",
+            registry=self.registry,
+        )
         self.registry.register(LedgerCollector(read))

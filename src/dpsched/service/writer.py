@@ -9,7 +9,8 @@ request of the batch gets the error (the engine rebuilds its state from the jour
 Reads go through the writer too, so they see committed state only.
 
 Between batches the writer runs a scheduling round every `period` seconds, and right
-after a batch that added a block.
+after a batch that added a block; `after_round` (the front end's housekeeping, such as
+forgetting finished claims) runs with the round and commits with it.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Writer:
         on_commit: Callable[[], None] | None = None,
         on_round: Callable[[RoundOutcome, float], None] | None = None,
         on_commit_time: Callable[[float], None] | None = None,
+        after_round: Job | None = None,
         clock: Callable[[], float] = wallclock.time,
     ) -> None:
         self.durable = durable
@@ -51,6 +53,7 @@ class Writer:
         self._on_commit = on_commit
         self._on_round = on_round
         self._on_commit_time = on_commit_time
+        self._after_round = after_round
         self._clock = clock
         self._queue: queue.SimpleQueue[tuple[Job, Future[Any]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="dpsched-writer", daemon=True)
@@ -136,6 +139,8 @@ class Writer:
         try:
             with self.durable.acting(Context(actor="scheduler"), now) as engine:
                 outcome = engine.round(now)
+            if self._after_round is not None:
+                self._after_round(self.durable, now)
         except Exception:
             log.exception("scheduling round failed")
             self._commit()
