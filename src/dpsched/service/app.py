@@ -153,7 +153,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     async def run(job: Callable[[DurableEngine, float], Any]) -> Any:
         try:
-            return await asyncio.wrap_future(writer.submit(job))
+            return await writer.submit_async(job)
         except UnavailableError as exc:
             raise ApiError(503, "journal", str(exc)) from None
 
@@ -585,11 +585,14 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 class Observe:
-    """Counts and times every request by route template (pure ASGI: no per-request task)."""
+    """Counts and times every request by route template (pure ASGI: no per-request task;
+    the labelled metric children are looked up once per route, method and status)."""
 
     def __init__(self, app: Any, metrics: ServiceMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._timers: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -608,10 +611,17 @@ class Observe:
         finally:
             path = getattr(scope.get("route"), "path", "unmatched")
             method = scope.get("method", "")
-            self.metrics.requests.labels(path, method, str(status[0])).inc()
-            self.metrics.request_seconds.labels(path, method).observe(
-                wallclock.perf_counter() - start
-            )
+            key = (path, method, status[0])
+            counter = self._counters.get(key)
+            if counter is None:
+                counter = self.metrics.requests.labels(path, method, str(status[0]))
+                self._counters[key] = counter
+            counter.inc()
+            timer = self._timers.get(key[:2])
+            if timer is None:
+                timer = self.metrics.request_seconds.labels(path, method)
+                self._timers[key[:2]] = timer
+            timer.observe(wallclock.perf_counter() - start)
 
 
 # ------------------------------------------------------------------ bodies

@@ -15,6 +15,7 @@ forgetting finished claims) runs with the round and commits with it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -27,6 +28,8 @@ from dpsched.engine.durable import Context, DurableEngine
 from dpsched.engine.engine import RoundOutcome
 
 Job = Callable[[DurableEngine, float], Any]
+Waiter = Future[Any] | asyncio.Future[Any]
+"""Who waits for a job: a thread (concurrent future) or a coroutine (asyncio future)."""
 log = logging.getLogger("dpsched.service")
 
 
@@ -55,7 +58,7 @@ class Writer:
         self._on_commit_time = on_commit_time
         self._after_round = after_round
         self._clock = clock
-        self._queue: queue.SimpleQueue[tuple[Job, Future[Any]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Job, Waiter] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="dpsched-writer", daemon=True)
         self._stopping = False
         self._round_due = False
@@ -73,7 +76,15 @@ class Writer:
         self._thread.join(timeout=30)
 
     def submit(self, job: Job) -> Future[Any]:
+        """Run `job` on the writer; for a thread to wait on."""
         future: Future[Any] = Future()
+        self._queue.put((job, future))
+        return future
+
+    def submit_async(self, job: Job) -> asyncio.Future[Any]:
+        """Run `job` on the writer; for a coroutine to await. The answers of a whole
+        batch reach the event loop in one wake-up, not one per request."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put((job, future))
         return future
 
@@ -94,7 +105,7 @@ class Writer:
                 first = self._queue.get(timeout=timeout)
             except queue.Empty:
                 first = None
-            batch: list[tuple[Job, Future[Any]]] = []
+            batch: list[tuple[Job, Waiter]] = []
             if first is not None:
                 batch.append(first)
                 while len(batch) < self.max_batch:
@@ -111,25 +122,32 @@ class Writer:
                 self._next_round = wallclock.monotonic() + self.period
                 self._run_round()
 
-    def _run_batch(self, batch: list[tuple[Job, Future[Any]]]) -> None:
+    def _run_batch(self, batch: list[tuple[Job, Waiter]]) -> None:
         now = self.now()
-        results: list[tuple[Future[Any], Any, BaseException | None]] = []
-        for job, future in batch:
-            if not future.set_running_or_notify_cancel():
+        results: list[tuple[Waiter, Any, BaseException | None]] = []
+        for job, waiter in batch:
+            if isinstance(waiter, Future) and not waiter.set_running_or_notify_cancel():
                 continue
             try:
-                results.append((future, job(self.durable, now), None))
+                results.append((waiter, job(self.durable, now), None))
             except Exception as exc:  # the job's own error, for its request only
-                results.append((future, None, exc))
+                results.append((waiter, None, exc))
         if not self._commit():
-            for future, _, _ in results:
-                future.set_exception(UnavailableError("the journal could not commit; retry"))
-            return
-        for future, value, error in results:
-            if error is None:
-                future.set_result(value)
+            failed = UnavailableError("the journal could not commit; retry")
+            results = [(waiter, None, failed) for waiter, _, _ in results]
+        loops: dict[asyncio.AbstractEventLoop, list[tuple[Waiter, Any, BaseException | None]]]
+        loops = {}
+        for item in results:
+            waiter = item[0]
+            if isinstance(waiter, Future):
+                _settle([item])
             else:
-                future.set_exception(error)
+                loops.setdefault(waiter.get_loop(), []).append(item)
+        for loop, items in loops.items():
+            try:
+                loop.call_soon_threadsafe(_settle, items)
+            except RuntimeError:  # the loop has closed: nobody is waiting any more
+                continue
         if self._on_commit is not None:
             self._on_commit()
 
@@ -164,3 +182,14 @@ class Writer:
         if self._on_commit_time is not None:
             self._on_commit_time(wallclock.perf_counter() - start)
         return True
+
+
+def _settle(items: list[tuple[Waiter, Any, BaseException | None]]) -> None:
+    """Hand each waiter its job's value or error (in the waiter's own thread or loop)."""
+    for waiter, value, error in items:
+        if waiter.cancelled():
+            continue
+        if error is None:
+            waiter.set_result(value)
+        else:
+            waiter.set_exception(error)
