@@ -366,3 +366,23 @@ def test_metrics_show_the_budget_and_every_dashboard_query_exists(service: Servi
     }
     assert queried >= {"dpsched_block_budget", "dpsched_claims", "dpsched_request_seconds_bucket"}
     assert queried <= names, queried - names
+
+
+def test_ecosystem_demands_need_no_service_code(service: Service) -> None:
+    block = name("blk")
+    add_block(service, block, [10.0, 10.0, 10.0])
+    event = {"GaussianDpEvent": {"noise_multiplier": 4.0}}
+    with service.tenant(name("events")) as tenant:
+        made = tenant.post(
+            "/v1/claims", json={"id": "e", "blocks": [block], "demand": {"dp_event": event}}
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["demand"] == {block: [2 / 32, 4 / 32, 8 / 32]}
+        zcdp = tenant.post(
+            "/v1/claims", json={"id": "z", "blocks": [block], "demand": {"zcdp": 0.1}}
+        )
+        assert zcdp.json()["demand"][block] == pytest.approx([0.2, 0.4, 0.8])
+        bad = {"id": "x", "blocks": [block], "demand": {"dp_event": {"GaussianDpEvent": {"s": 1}}}}
+        assert "not a field of GaussianDpEvent" in error(
+            tenant.post("/v1/claims", json=bad), 422, "demand.dp_event.GaussianDpEvent.s"
+        )

@@ -13,8 +13,16 @@ from typing import Literal
 import numpy as np
 
 from dpsched.budget.conversion import rdp_to_epsilon
-from dpsched.budget.curves import dp_epsilon, rdp_curve
-from dpsched.budget.demand import DemandSpec, EpsilonDemand, RdpDemand
+from dpsched.budget.curves import check_event, dp_epsilon, rdp_curve
+from dpsched.budget.demand import (
+    ApproxZcdpDemand,
+    DemandSpec,
+    DpEventDemand,
+    EpsilonDemand,
+    PricedSpec,
+    RdpDemand,
+    ZcdpDemand,
+)
 from dpsched.budget.orders import DEFAULT_ALPHAS, validate_alphas
 from dpsched.errors import InputError
 
@@ -114,6 +122,24 @@ class Accounting:
                     f"{field}.rdp", "an rdp demand needs accounting: rdp; give 'epsilon' instead"
                 )
             return self.check_vector(spec.rdp, f"{field}.rdp", allow_inf=True)
+        if isinstance(spec, ApproxZcdpDemand):
+            if spec.approx_zcdp.delta > 0:
+                raise InputError(
+                    f"{field}.approx_zcdp.delta",
+                    "approximate zCDP with delta > 0 cannot be charged soundly: budgets are "
+                    "per RDP order and nothing would account for the claim's own delta; "
+                    "give delta 0 (that is zcdp) or the mechanism itself",
+                )
+            spec = ZcdpDemand(zcdp=spec.approx_zcdp.rho)
+        if not isinstance(spec, DpEventDemand):
+            return self._priced(spec)
+        check_event(spec, self.alphas, self.mode == "basic", f"{field}.dp_event")
+        try:  # a user's event may hold values its accountant refuses (e.g. a string)
+            return self._priced(spec)
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            raise InputError(f"{field}.dp_event", f"dp_accounting cannot price it: {exc}") from None
+
+    def _priced(self, spec: PricedSpec) -> np.ndarray:
         if self.mode == "basic":
             epsilon = dp_epsilon(spec, self.delta)
             return np.array([epsilon if epsilon <= MAX_BUDGET else np.inf])

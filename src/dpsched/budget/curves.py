@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dpsched.budget.conversion import rdp_to_epsilon
+from dpsched.budget.demand import DpEventDemand, PricedSpec, ZcdpDemand
+from dpsched.budget.events import event_from_json, unsupported_part
 from dpsched.budget.mechanisms import (
     Composition,
     DpFtrl,
     Gaussian,
     Laplace,
-    MechanismSpec,
     SubsampledGaussian,
     SubsampledLaplace,
 )
@@ -55,7 +56,7 @@ PLD_ROUNDING_MASS = 1e-12
 infinite privacy loss; above it the RDP bound is reported as infinite."""
 
 
-def rdp_curve(spec: MechanismSpec, alphas: tuple[float, ...]) -> np.ndarray:
+def rdp_curve(spec: PricedSpec, alphas: tuple[float, ...]) -> np.ndarray:
     """RDP epsilon of `spec` at each order; `inf` where the bound does not converge.
 
     Cached per (spec, orders): workloads reuse a handful of mechanisms thousands of times.
@@ -79,7 +80,7 @@ def _quiet() -> Iterator[None]:
 
 
 @lru_cache(maxsize=4096)
-def _rdp_curve_cached(spec: MechanismSpec, alphas: tuple[float, ...]) -> np.ndarray:
+def _rdp_curve_cached(spec: PricedSpec, alphas: tuple[float, ...]) -> np.ndarray:
     with _quiet():
         curve = spec.count * _single_rdp(spec, alphas)
     curve = np.where(np.isnan(curve), np.inf, curve)
@@ -87,24 +88,50 @@ def _rdp_curve_cached(spec: MechanismSpec, alphas: tuple[float, ...]) -> np.ndar
     return curve
 
 
-def _single_rdp(spec: MechanismSpec, alphas: tuple[float, ...]) -> np.ndarray:
-    import dp_accounting
-    from dp_accounting import rdp
-
+def _single_rdp(spec: PricedSpec, alphas: tuple[float, ...]) -> np.ndarray:
     if isinstance(spec, Composition):
         return np.asarray(np.sum([_rdp_curve_cached(p, alphas) for p in spec.parts], axis=0))
     if isinstance(spec, SubsampledLaplace):
         return spec.steps * _pld_subsampled_laplace_rdp(
             spec.noise_scale, spec.sampling_rate, alphas
         )
-    relation = (
-        dp_accounting.NeighboringRelation.REPLACE_SPECIAL
-        if isinstance(spec, DpFtrl)
-        else dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE
-    )
-    accountant = rdp.RdpAccountant(orders=list(alphas), neighboring_relation=relation)
+    accountant = rdp_accountant(_event(spec), alphas)
+    if accountant is None:
+        raise InputError("dp_event", "dp_accounting's RDP accountant cannot price this event")
     accountant.compose(_event(spec))
     return np.asarray(accountant.rdp, dtype=float)
+
+
+def check_event(spec: DpEventDemand, alphas: tuple[float, ...], basic: bool, field: str) -> None:
+    """Build the event (errors name the bad part) and make sure dp_accounting can price
+    it: its RDP accountant, or in basic mode its PLD accountant."""
+    from dp_accounting import pld, rdp
+
+    event = event_from_json(spec.dp_event, field)
+    if basic and pld.PLDAccountant().supports(event):
+        return
+    if rdp_accountant(event, alphas) is None:
+        part = unsupported_part(event, rdp.RdpAccountant(orders=list(alphas)).supports)
+        raise InputError(field, f"dp_accounting's RDP accountant cannot price {part}")
+
+
+def rdp_accountant(
+    event: dp_accounting.DpEvent, alphas: tuple[float, ...]
+) -> dp_accounting.rdp.RdpAccountant | None:
+    """An RDP accountant over `alphas` that supports `event` (None if none does): add or
+    remove one record, or replace-special for tree aggregation (DP-FTRL), which the
+    former does not price."""
+    import dp_accounting
+    from dp_accounting import rdp
+
+    for relation in (
+        dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE,
+        dp_accounting.NeighboringRelation.REPLACE_SPECIAL,
+    ):
+        accountant = rdp.RdpAccountant(orders=list(alphas), neighboring_relation=relation)
+        if accountant.supports(event):
+            return accountant
+    return None
 
 
 def _pld_subsampled_laplace_rdp(
@@ -136,7 +163,7 @@ def _pld_subsampled_laplace_rdp(
     return np.asarray(np.maximum(worst, 0.0))
 
 
-def _event(spec: MechanismSpec) -> dp_accounting.DpEvent:
+def _event(spec: PricedSpec) -> dp_accounting.DpEvent:
     """The `dp_accounting` event for one run (count = 1) of `spec`."""
     import dp_accounting
 
@@ -156,13 +183,17 @@ def _event(spec: MechanismSpec) -> dp_accounting.DpEvent:
             spec.sampling_rate, dp_accounting.LaplaceDpEvent(spec.noise_scale)
         )
         return dp_accounting.SelfComposedDpEvent(step, spec.steps)
+    if isinstance(spec, DpEventDemand):
+        return event_from_json(spec.dp_event, "dp_event")
+    if isinstance(spec, ZcdpDemand):
+        return dp_accounting.ZCDpEvent(rho=spec.zcdp)
     return dp_accounting.ComposedDpEvent(
         [dp_accounting.SelfComposedDpEvent(_event(p), p.count) for p in spec.parts]
     )
 
 
 @lru_cache(maxsize=4096)
-def dp_epsilon(spec: MechanismSpec, delta: float) -> float:
+def dp_epsilon(spec: PricedSpec, delta: float) -> float:
     """(epsilon, delta)-DP epsilon of `spec` by PLD accounting: the basic-mode demand.
 
     PLD is the tightest accountant `dp-accounting` has for an (epsilon, delta) target.
@@ -189,14 +220,14 @@ def dp_epsilon(spec: MechanismSpec, delta: float) -> float:
     return epsilon
 
 
-def _epsilon_bound(spec: MechanismSpec, delta: float) -> float:
+def _epsilon_bound(spec: PricedSpec, delta: float) -> float:
     """A cheap upper bound on the (epsilon, delta) epsilon of `spec`, to size the PLD
     discretization: the RDP conversion, with a subsampled Laplace counted without its
     subsampling (which can only lower its privacy loss)."""
     return rdp_to_epsilon(CONVERSION_ORDERS, _rdp_bound(spec), delta)
 
 
-def _rdp_bound(spec: MechanismSpec) -> np.ndarray:
+def _rdp_bound(spec: PricedSpec) -> np.ndarray:
     if isinstance(spec, SubsampledLaplace):
         plain = Laplace(mechanism="laplace", scale=spec.noise_scale, count=spec.count * spec.steps)
         return rdp_curve(plain, CONVERSION_ORDERS)
