@@ -56,7 +56,10 @@ def histories(draw: st.DrawFn) -> tuple[Accounting, str, str, list[tuple[Any, ..
             demand = draw(st.lists(value, min_size=dims, max_size=dims))
             blocks = draw(st.sampled_from(["recent1", "recent2", "first"]))
             timeout = draw(st.sampled_from([None, 1.0, 3.0]))
-            actions.append(("claim", step, demand, blocks, timeout))
+            flexible = draw(st.sampled_from([{}, {}, {"max_blocks": 1}, {"min_blocks": 2}]))
+            if blocks == "first" or draw(st.booleans()):
+                flexible = {**flexible, "min_data": 2} if flexible else flexible
+            actions.append(("claim", step, demand, blocks, timeout, flexible))
         elif kind == "round":
             actions.append(("round",))
         elif kind == "forget":
@@ -73,13 +76,13 @@ def drive(engine: Engine, actions: list[tuple[Any, ...]]) -> None:
         now += 0.5
         if action[0] == "block":
             spec = (
-                BlockSpec(id=f"b{action[1]}", epsilon=1.0)
+                BlockSpec(id=f"b{action[1]}", epsilon=1.0, size=action[1] % 3)
                 if engine.ledger.accounting.mode == "basic"
-                else BlockSpec(id=f"b{action[1]}", capacity=(0.5, 1.0, 1.2))
+                else BlockSpec(id=f"b{action[1]}", capacity=(0.5, 1.0, 1.2), size=1)
             )
             engine.add_block(spec, now)
         elif action[0] == "claim":
-            _, step, demand, blocks, timeout = action
+            _, step, demand, blocks, timeout, flexible = action
             selector: Any = (
                 {"most_recent": 1 if blocks == "recent1" else 2}
                 if blocks != "first"
@@ -92,6 +95,7 @@ def drive(engine: Engine, actions: list[tuple[Any, ...]]) -> None:
                 "arrival": now,
                 "timeout": timeout,
                 "demand": {key: demand[0] if key == "epsilon" else demand},
+                **flexible,
             }
             engine.submit(body, now)
         elif action[0] == "round":

@@ -386,3 +386,24 @@ def test_ecosystem_demands_need_no_service_code(service: Service) -> None:
         assert "not a field of GaussianDpEvent" in error(
             tenant.post("/v1/claims", json=bad), 422, "demand.dp_event.GaussianDpEvent.s"
         )
+
+
+def test_flexible_claims_report_the_chosen_blocks_and_their_data(service: Service) -> None:
+    dataset = name("ds")
+    with service.admin() as admin:
+        for k, (capacity, size) in enumerate([(10.0, 300), (10.0, 200), (0.1, 900)]):
+            body = {"id": f"{dataset}-{k}", "capacity": [capacity] * 3, "dataset": dataset}
+            assert admin.post("/v1/blocks", json={**body, "size": size}).status_code == 201
+    with service.tenant(name("flex")) as tenant:
+        body = {
+            "id": "f",
+            "blocks": {"dataset": dataset},
+            "min_data": 400,
+            "demand": {"rdp": [0.5, 0.5, 0.5]},
+        }
+        assert tenant.post("/v1/claims", json=body).status_code == 201
+        schedule(service)
+        granted = tenant.get("/v1/claims/f").json()
+        assert granted["state"] == "allocated"
+        assert granted["blocks"] == [f"{dataset}-0", f"{dataset}-1"]  # the newest is too small
+        assert granted["actual_data"] == 500

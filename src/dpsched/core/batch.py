@@ -22,15 +22,16 @@ from pydantic import TypeAdapter, ValidationError
 
 from dpsched.budget import MAX_BUDGET, DemandSpec
 from dpsched.core.claims import ClaimBatch, ClaimSpec
+from dpsched.core.flexible import Flex
 from dpsched.core.selectors import BlockSelector
 from dpsched.errors import InputError, from_validation_error
 
 if TYPE_CHECKING:
     from dpsched.core.ledger import Ledger
 
-_FAST_KEYS = frozenset(
-    {"id", "weight", "arrival", "timeout", "blocks", "demand", "min_blocks", "max_blocks"}
-)
+_FAST_KEYS = frozenset({"id", "weight", "arrival", "timeout", "blocks", "demand"})
+"""Claims with a block count or an amount of data choose their blocks (`core.flexible`):
+they take the validated path."""
 _SELECTORS: TypeAdapter[Any] = TypeAdapter(BlockSelector)
 _DEMANDS: TypeAdapter[Any] = TypeAdapter(DemandSpec)
 
@@ -97,6 +98,7 @@ class BatchBuilder:
         self._arrival: list[float] = []
         self._timeout: list[float] = []
         self._min_blocks: list[int] = []
+        self._flex: list[Flex | None] = []
         self._block_ids: list[tuple[str, ...]] = []
         self._counts: list[int] = []
         self._flat_index: list[int] = []
@@ -122,9 +124,14 @@ class BatchBuilder:
         self._claim_id(spec.id, field)
         if self._strict and spec.blocks is not None:
             self._check_selector(spec.blocks, f"{field}.blocks")
-        block_ids = self._ledger.select_blocks(spec, field)
-        rows = self._ledger.demand_rows(spec, block_ids, field)
-        index = [self._where[b] for b in block_ids]
+        flex = self._ledger.flex_of(spec, field)
+        if flex is None:
+            block_ids = self._ledger.select_blocks(spec, field)
+            rows: Any = self._ledger.demand_rows(spec, block_ids, field)
+            index = [self._where[b] for b in block_ids]
+        else:
+            index = self._ledger.materialised(flex)
+            rows = [flex.row] * len(index)
         timeout = math.nan if spec.timeout is None else spec.timeout
         self._append(
             claim_id=spec.id,
@@ -135,6 +142,7 @@ class BatchBuilder:
             index=index,
             raw=raw,
         )
+        self._flex.append(flex)
         self._row_start.append(len(self._rows))
         self._per_block.append(True)
         self._rows.extend(rows)
@@ -169,8 +177,6 @@ class BatchBuilder:
         weight = item.get("weight", 1.0)
         arrival = item.get("arrival", 0.0)
         timeout = item.get("timeout")
-        min_blocks = item.get("min_blocks", 1)
-        max_blocks = item.get("max_blocks")
         if not (
             claim_id
             and _plain_number(weight)
@@ -178,12 +184,9 @@ class BatchBuilder:
             and _plain_number(arrival)
             and (timeout is None or (type(timeout) is float or _plain_number(timeout)))
             and (timeout is None or timeout > 0)
-            and type(min_blocks) is int
-            and 1 <= min_blocks <= _EXACT_INT
-            and (max_blocks is None or (type(max_blocks) is int and max_blocks >= min_blocks))
         ):
             return False
-        selection = self._fast_selection(item.get("blocks"), max_blocks, claim_id)
+        selection = self._fast_selection(item.get("blocks"), claim_id)
         if selection is None:
             return False
         row = self._fast_demand(item.get("demand"), claim_id)
@@ -195,7 +198,8 @@ class BatchBuilder:
         self._weight.append(weight)
         self._arrival.append(arrival)
         self._timeout.append(math.nan if timeout is None else timeout)
-        self._min_blocks.append(min_blocks)
+        self._min_blocks.append(1)
+        self._flex.append(None)
         self._counts.append(len(index))
         self._flat_index.extend(index)
         self._block_ids.append(block_ids)
@@ -208,7 +212,7 @@ class BatchBuilder:
         return True
 
     def _fast_selection(
-        self, blocks: Any, max_blocks: int | None, claim_id: str
+        self, blocks: Any, claim_id: str
     ) -> tuple[tuple[str, ...], Sequence[int]] | None:
         """(block ids, block indices) of a list of ids or a (cached) selector, or None."""
         if type(blocks) is list:
@@ -217,10 +221,8 @@ class BatchBuilder:
             distinct = set(blocks)
             if len(distinct) != len(blocks):
                 return None
-            if not distinct <= self._where.keys() or (
-                max_blocks is not None and len(blocks) > max_blocks
-            ):
-                blocks = self._ledger.known_blocks(blocks, max_blocks, f"tasks.{claim_id}")
+            if not distinct <= self._where.keys():
+                blocks = self._ledger.known_blocks(blocks, None, f"tasks.{claim_id}")
             return tuple(map(self._canonical.__getitem__, blocks)), list(
                 map(self._where.__getitem__, blocks)
             )
@@ -229,7 +231,7 @@ class BatchBuilder:
         key = _key(blocks)
         if key is None:
             return None
-        cached = self._selections.get((key, max_blocks))
+        cached = self._selections.get(key)
         if cached is not None:
             return cached
         try:
@@ -239,14 +241,12 @@ class BatchBuilder:
         field = f"tasks.{claim_id}"
         if self._strict:
             self._check_selector(selector, f"{field}.blocks")
-        selected = self._ledger.known_blocks(
-            selector.select(self._ledger.blocks), max_blocks, field
-        )
+        selected = self._ledger.known_blocks(selector.select(self._ledger.blocks), None, field)
         cached = (
             tuple(map(self._canonical.__getitem__, selected)),
             tuple(map(self._where.__getitem__, selected)),
         )
-        self._selections[(key, max_blocks)] = cached
+        self._selections[key] = cached
         return cached
 
     def _fast_demand(self, demand: Any, claim_id: str) -> Any:
@@ -344,4 +344,5 @@ class BatchBuilder:
             indptr=indptr,
             block_index=np.asarray(self._flat_index, dtype=np.int64),
             demand=rows[entry_row] if rows.size else np.zeros((0, self._dims)),
+            flex=self._flex if any(f is not None for f in self._flex) else None,
         )

@@ -23,6 +23,9 @@ class BlockSpec(BaseModel):
     epsilon: float | None = Field(None, gt=0.0, le=MAX_BUDGET, allow_inf_nan=False)
     delta: float | None = None
     capacity: tuple[float, ...] | None = None
+    size: int | None = Field(
+        None, ge=0, description="records in the block (public metadata; flexible claims count it)"
+    )
 
     @model_validator(mode="after")
     def _budget_given_once(self) -> Self:

@@ -12,11 +12,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    NonNegativeInt,
     PositiveInt,
     model_validator,
 )
 
 from dpsched.budget import MAX_BUDGET, DemandSpec
+from dpsched.core.flexible import FLEXIBLE_KEYS, Flex
 from dpsched.core.selectors import BlockSelector
 
 
@@ -38,6 +40,15 @@ class ClaimSpec(BaseModel):
     demand_by_block: dict[str, DemandSpec] | None = None
     min_blocks: PositiveInt = 1
     max_blocks: PositiveInt | None = None
+    min_data: NonNegativeInt | None = None
+    """Records (block `size`) the claim needs at least (flexible claims)."""
+    expected_data: PositiveInt | None = None
+    """Records the claim would like: blocks are added until they cover it."""
+
+    @property
+    def flexible(self) -> bool:
+        """Blocks chosen at grant time: a selector with a count or an amount of data."""
+        return self.blocks is not None and bool(FLEXIBLE_KEYS & self.model_fields_set)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -47,6 +58,12 @@ class ClaimSpec(BaseModel):
             raise ValueError("'blocks' is required unless 'demand_by_block' names the blocks")
         if self.max_blocks is not None and self.max_blocks < self.min_blocks:
             raise ValueError("max_blocks must be >= min_blocks")
+        if self.flexible and self.demand is None:
+            raise ValueError("a claim choosing among its blocks states one 'demand' for all")
+        if (self.min_data or self.expected_data) and self.blocks is None:
+            raise ValueError("min_data and expected_data need 'blocks' (a selector) to choose from")
+        if self.min_data and self.expected_data is not None and self.expected_data < self.min_data:
+            raise ValueError("expected_data must be >= min_data")
         return self
 
 
@@ -83,6 +100,8 @@ class Claim:
     reason: str | None = None
     allocated_at: float | None = None
     finished_at: float | None = None
+    flex: Flex | None = None
+    """Set for a flexible claim: its rows are re-chosen before every round while pending."""
 
     def __post_init__(self) -> None:
         if self.allocated.shape != self.demand.shape:
@@ -112,6 +131,7 @@ class Claim:
             "reason": self.reason,
             "allocated_at": self.allocated_at,
             "finished_at": self.finished_at,
+            "flex": None if self.flex is None else self.flex.to_dict(),
         }
 
     @classmethod
@@ -134,6 +154,7 @@ class Claim:
             reason=data["reason"],
             allocated_at=data["allocated_at"],
             finished_at=data["finished_at"],
+            flex=Flex.from_dict(data["flex"]) if data.get("flex") else None,
         )
 
 
@@ -155,6 +176,8 @@ class ClaimBatch:
     """Per entry: the block's index in the ledger."""
     demand: np.ndarray
     """Per entry: the demand row as stated (infinite values allowed)."""
+    flex: list[Flex | None] | None = None
+    """Per claim, what a flexible claim asked for (None: every claim is fixed)."""
 
     @property
     def n(self) -> int:

@@ -25,7 +25,9 @@ from dpsched.core.admission import TOLERANCE, entries_fit, fits, rows_fit
 from dpsched.core.blocks import BlockSpec
 from dpsched.core.claims import Claim, ClaimBatch, ClaimSpec, ClaimState
 from dpsched.core.fitting import BudgetState, PendingFit, any_fits, pending_fit
+from dpsched.core.flexible import Flex, choose
 from dpsched.core.pending import PendingArrays, PendingIndex, PendingView
+from dpsched.core.selectors import ExplicitSelector, RecentSelector
 from dpsched.errors import InputError, LedgerError, from_validation_error
 
 _BUDGET_PARTS = ("capacity", "locked", "unlocked", "reserved", "allocated", "consumed")
@@ -67,6 +69,8 @@ class Ledger:
         self.block_arrival = np.zeros(0)
         self._claims: dict[str, Claim] = {}
         self._pending: dict[str, None] = {}
+        self._pending_flex: dict[str, None] = {}
+        """pending flexible claims (re-materialised before every round)"""
         self._pending_index = PendingIndex(dims)
         self.revision = 0
         """Bumped by every change to claims or to granted budget (not by unlocking), so
@@ -216,9 +220,15 @@ class Ledger:
         field = f"tasks.{spec.id}"
         if spec.id in self._claims:
             raise InputError(f"{field}.id", f"duplicate task id {spec.id!r}")
-        block_ids = self.select_blocks(spec, field)
+        flex = self.flex_of(spec, field)
+        if flex is None:
+            block_ids = self.select_blocks(spec, field)
+            rows = self.demand_rows(spec, block_ids, field)
+        else:
+            block_ids = [self._blocks[j].id for j in self.materialised(flex)]
+            rows = np.tile(flex.row, (len(block_ids), 1))
         index = np.array([self._block_index[b] for b in block_ids], dtype=np.int64)
-        demand = self.stored_demand(self.demand_rows(spec, block_ids, field), index)
+        demand = self.stored_demand(rows.reshape(len(block_ids), self.accounting.dims), index)
         claim = Claim(
             id=spec.id,
             weight=spec.weight,
@@ -227,16 +237,23 @@ class Ledger:
             block_ids=tuple(block_ids),
             block_index=index,
             demand=demand,
+            flex=flex,
         )
-        ok = rows_fit(demand, self.capacity[index], self.usable[index])
-        reason = _rejection(claim.block_ids, ok, spec.min_blocks)
+        if flex is not None:
+            reason = self._flex_rejection(flex)
+        else:
+            ok = rows_fit(demand, self.capacity[index], self.usable[index])
+            reason = _rejection(claim.block_ids, ok, spec.min_blocks)
         if reason is not None:
             claim.reason = reason
             self._finish(claim, ClaimState.REJECTED, time)
         self._claims[claim.id] = claim
         if claim.state is ClaimState.PENDING:
             self._pending[claim.id] = None
-            self._pending_index.add(claim)
+            if claim.flex is not None:
+                self._pending_flex[claim.id] = None
+            if claim.block_index.size:  # a flexible claim that matches nothing yet waits aside
+                self._pending_index.add(claim)
         self.revision += 1
         if self.listener is not None:
             self.listener("submit", _submitted(claim, spec.min_blocks, time))
@@ -269,6 +286,12 @@ class Ledger:
         cap = int(counts.max()) + 1 if counts.size else 1
         fewest = np.array([min(m, cap) for m in batch.min_blocks], dtype=np.int64)
         rejected = (bad > 0) | (counts < fewest)
+        flexes = batch.flex if batch.flex is not None else [None] * batch.n
+        flex_reasons = {
+            i: self._flex_rejection(flex) for i, flex in enumerate(flexes) if flex is not None
+        }
+        for i, reason in flex_reasons.items():
+            rejected[i] = reason is not None
         # allocated, consumed, reserved: np.zeros maps untouched zero pages, so claims that
         # never get budget cost no memory here.
         allocated, consumed, reserved = (np.zeros(demand.shape) for _ in range(3))
@@ -300,22 +323,145 @@ class Ledger:
                 strict=True,
             )
         ]
+        for i, flex in enumerate(flexes):
+            claims[i].flex = flex
         for i in np.flatnonzero(rejected).tolist():
             claim = claims[i]
             lo, hi = bounds[i], bounds[i + 1]
-            claim.reason = _rejection(claim.block_ids, entry_ok[lo:hi], batch.min_blocks[i])
+            if i in flex_reasons:
+                claim.reason = flex_reasons[i]
+            else:
+                claim.reason = _rejection(claim.block_ids, entry_ok[lo:hi], batch.min_blocks[i])
             self._finish(claim, ClaimState.REJECTED, claim.arrival if time is None else time)
         self._claims.update((c.id, c) for c in claims)
         pending = np.flatnonzero(~rejected)
         if pending.size:
             self._pending.update((claims[i].id, None) for i in pending.tolist())
-            self._pending_index.add_many(_batch_arrays(batch, claims, demand, pending))
+            self._pending_flex.update(
+                (claims[i].id, None) for i in pending.tolist() if claims[i].flex is not None
+            )
+            indexed = pending[counts[pending] > 0]
+            if indexed.size:
+                self._pending_index.add_many(_batch_arrays(batch, claims, demand, indexed))
         self.revision += 1
         if self.listener is not None:
             for claim, least in zip(claims, batch.min_blocks, strict=True):
                 at = claim.arrival if time is None else time
                 self.listener("submit", _submitted(claim, least, at))
         return claims
+
+    # ------------------------------------------------------- flexible claims
+    def flex_of(self, spec: ClaimSpec, field: str) -> Flex | None:
+        """What a flexible claim asks for (None for a fixed one); see `core.flexible`."""
+        if not spec.flexible:
+            return None
+        assert spec.blocks is not None and spec.demand is not None
+        row = self.accounting.demand_vector(spec.demand, f"{field}.demand")
+        return Flex(
+            selector=spec.blocks,
+            row=row,
+            min_blocks=spec.min_blocks,
+            max_blocks=spec.max_blocks,
+            min_data=spec.min_data or 0,
+            expected_data=spec.expected_data,
+        )
+
+    def _flex_candidates(self, flex: Flex) -> tuple[list[int], list[int]]:
+        """The matching blocks, most recent first, and their sizes."""
+        matching = sorted(self._block_index[b] for b in flex.selector.select(self._blocks))
+        recent = matching[::-1]
+        return recent, [self._blocks[j].size or 0 for j in recent]
+
+    def materialised(self, flex: Flex) -> list[int]:
+        """The block set a flexible claim reads now: the rule's choice on the unlocked
+        budget; if nothing is valid now, its choice on all the budget that may still
+        unlock (or, failing that, its most recent matching blocks), so that its reason
+        names the blocks it waits for."""
+        recent, sizes = self._flex_candidates(flex)
+        if not recent:
+            return []
+        rows = np.asarray(recent, dtype=np.int64)
+        demand = np.broadcast_to(flex.row, (rows.size, flex.row.size))
+        usable = self.usable[rows]
+        for available in (self.unlocked[rows], self.unlocked[rows] + self.locked[rows]):
+            fit = rows_fit(demand, available, usable).tolist()
+            chosen = choose(flex, recent, fit, sizes)
+            if chosen:
+                return sorted(chosen)
+        cap = len(recent) if flex.max_blocks is None else flex.max_blocks
+        return sorted(recent[:cap])
+
+    def _flex_rejection(self, flex: Flex) -> str | None:
+        """A flexible claim that no budget could ever satisfy is rejected: over fixed
+        blocks (a list of ids), or asking for more blocks than `most_recent` can ever
+        match. One over another selector waits, as new blocks may match it."""
+        if isinstance(flex.selector, RecentSelector) and flex.selector.most_recent < (
+            flex.min_blocks
+        ):
+            selected = tuple(flex.selector.select(self._blocks))
+            return _rejection(selected, np.ones(len(selected), dtype=bool), flex.min_blocks)
+        if not isinstance(flex.selector, ExplicitSelector):
+            return None
+        recent, sizes = self._flex_candidates(flex)
+        rows = np.asarray(recent, dtype=np.int64)
+        demand = np.broadcast_to(flex.row, (rows.size, flex.row.size))
+        fit = rows_fit(demand, self.capacity[rows], self.usable[rows]).tolist()
+        if choose(flex, recent, fit, sizes):
+            return None
+        fitting = sum(fit)
+        data = sum(size for size, ok in zip(sizes, fit, strict=True) if ok)
+        if fitting < flex.min_blocks:
+            return (
+                f"its demand fits the whole capacity of {fitting} of its {len(recent)} "
+                f"blocks, needs at least {flex.min_blocks}"
+            )
+        return (
+            f"the blocks whose capacity can hold its demand have {data} records, "
+            f"needs at least {flex.min_data}"
+        )
+
+    def materialise(self, time: float) -> list[str]:
+        """Re-choose the blocks of every pending flexible claim from the budget as it
+        stands (before a round); returns the claims whose blocks changed. Claims holding
+        a reservation keep theirs."""
+        changed = []
+        for claim_id in list(self._pending_flex):
+            claim = self._claims[claim_id]
+            if claim.flex is None or claim.reserved.any():
+                continue
+            index = self.materialised(claim.flex)
+            if index == claim.block_index.tolist():
+                continue
+            self.set_blocks(claim_id, [self._blocks[j].id for j in index], time)
+            changed.append(claim_id)
+        return changed
+
+    def set_blocks(self, claim_id: str, block_ids: Sequence[str], time: float) -> None:
+        """Give a pending flexible claim these blocks (its demand row on each)."""
+        claim = self.claim(claim_id)
+        self._expect(claim, ClaimState.PENDING, "choose blocks for")
+        if claim.flex is None:
+            raise LedgerError(f"claim {claim_id}", "its blocks are fixed")
+        index = np.array([self.block_index(b) for b in block_ids], dtype=np.int64)
+        rows = np.tile(claim.flex.row, (index.size, 1))
+        claim.block_ids = tuple(block_ids)
+        claim.block_index = index
+        claim.demand = self.stored_demand(rows, index)
+        claim.allocated = np.zeros_like(claim.demand)
+        claim.consumed = np.zeros_like(claim.demand)
+        claim.reserved = np.zeros_like(claim.demand)
+        self._pending_index.remove(claim_id)
+        if index.size:
+            self._pending_index.add(claim)
+        self.revision += 1
+        if self.listener is not None:
+            self.listener(
+                "materialise", {"claim": claim_id, "block_ids": list(block_ids), "time": time}
+            )
+
+    def data_of(self, claim: Claim) -> int:
+        """Records in the claim's blocks (their `size`; a block without one counts 0)."""
+        return sum(self._blocks[j].size or 0 for j in claim.block_index.tolist())
 
     def select_blocks(self, spec: ClaimSpec, field: str) -> list[str]:
         """The ids a claim reads: its selector over the current blocks (or the blocks of
@@ -411,6 +557,7 @@ class Ledger:
         claim.state = ClaimState.ALLOCATED
         claim.allocated_at = time
         del self._pending[claim_id]
+        self._pending_flex.pop(claim_id, None)
         self._pending_index.remove(claim_id)
         self._remember(request_id, "allocate", claim_id)
         self.revision += 1
@@ -530,6 +677,7 @@ class Ledger:
             self._pending_index.forget_hints()  # committed budget went down
         self._finish(claim, ClaimState.EXPIRED, time)
         del self._pending[claim_id]
+        self._pending_flex.pop(claim_id, None)
         self._pending_index.remove(claim_id)
         self._remember(request_id, "expire", claim_id)
         self.revision += 1
@@ -541,6 +689,11 @@ class Ledger:
         view = self.pending_view()
         late = view.alive & (view.arrays.deadline <= time + TOLERANCE)
         due = [str(view.arrays.ids[i]) for i in np.flatnonzero(late)]
+        for claim_id in self._pending_flex:  # those that match no block are not in the view
+            claim = self._claims[claim_id]
+            deadline = claim.deadline
+            if not claim.block_index.size and deadline is not None and deadline <= time:
+                due.append(claim_id)
         for claim_id in due:
             self.expire(claim_id, request_id=f"expire:{claim_id}", time=time)
         return due
@@ -690,8 +843,10 @@ class Ledger:
         ledger.block_arrival = np.asarray([b.arrival for b in ledger._blocks], dtype=float)
         ledger._claims = {c["id"]: Claim.from_dict(c, dims) for c in data["claims"]}
         ledger._pending = dict.fromkeys(data["pending"])
+        ledger._pending_flex = {c: None for c in ledger._pending if ledger._claims[c].flex}
         for claim_id in ledger._pending:
-            ledger._pending_index.add(ledger._claims[claim_id])
+            if ledger._claims[claim_id].block_index.size:
+                ledger._pending_index.add(ledger._claims[claim_id])
         ledger._requests = {rid: _Request(op, cid) for rid, (op, cid) in data["requests"].items()}
         ledger._index_history()
         return ledger
@@ -727,6 +882,7 @@ class Ledger:
             "claim_has_reason": np.fromiter((c.reason is not None for c in claims), bool),
             "claim_allocated_at": floats(c.allocated_at for c in claims),
             "claim_finished_at": floats(c.finished_at for c in claims),
+            "claim_flex": _pack([json.dumps(c.flex.to_dict()) if c.flex else "" for c in claims]),
             "claim_indptr": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
             "claim_block_index": (
                 np.concatenate([c.block_index for c in claims]).astype(np.int64)
@@ -773,6 +929,7 @@ class Ledger:
         allocated_at = optional(arrays["claim_allocated_at"])
         finished_at = optional(arrays["claim_finished_at"])
         states = arrays["claim_state"].tolist()
+        flexes = _unpack(arrays["claim_flex"]) if "claim_flex" in arrays else None
         weights = arrays["claim_weight"].tolist()
         arrivals = arrays["claim_arrival"].tolist()
         for i, claim_id in enumerate(_unpack(arrays["claim_ids"])):
@@ -793,11 +950,15 @@ class Ledger:
                 reason=reasons[i] if has_reason[i] else None,
                 allocated_at=allocated_at[i],
                 finished_at=finished_at[i],
+                flex=Flex.from_dict(json.loads(flexes[i])) if flexes and flexes[i] else None,
             )
         claims = list(ledger._claims.values())
         for i in arrays["pending"].tolist():
             ledger._pending[claims[i].id] = None
-            ledger._pending_index.add(claims[i])
+            if claims[i].flex is not None:
+                ledger._pending_flex[claims[i].id] = None
+            if claims[i].block_index.size:
+                ledger._pending_index.add(claims[i])
         ledger._requests = {
             rid: _Request(op, cid)
             for rid, op, cid in zip(
@@ -900,7 +1061,9 @@ def _task_field(data: object) -> str:
 def _submitted(claim: Claim, min_blocks: int, time: float) -> dict[str, Any]:
     """A submission as resolved (blocks chosen, demand computed): replaying it needs no
     selector, no curve and no dp-accounting, only the admission rule again."""
+    flex = {} if claim.flex is None else {"flex": claim.flex.to_dict()}
     return {
+        **flex,
         "claim": {
             "id": claim.id,
             "weight": claim.weight,

@@ -17,6 +17,7 @@ import numpy as np
 
 from dpsched.core.blocks import BlockSpec
 from dpsched.core.claims import ClaimBatch
+from dpsched.core.flexible import Flex
 from dpsched.core.ledger import Ledger
 from dpsched.errors import InputError
 
@@ -30,6 +31,7 @@ OPERATIONS = (
     "release",
     "expire",
     "forget",
+    "materialise",
 )
 
 
@@ -40,7 +42,8 @@ def apply(ledger: Ledger, op: str, args: dict[str, Any]) -> None:
     elif op == "unlock":
         ledger.unlock(np.asarray(args["fraction"], dtype=float), np.asarray(args["index"]))
     elif op == "submit":
-        ledger.submit_batch(_one_claim(ledger, args["claim"]), time=float(args["time"]))
+        batch = _one_claim(ledger, args["claim"], args.get("flex"))
+        ledger.submit_batch(batch, time=float(args["time"]))
     elif op == "reserve":
         amount = np.asarray(args["amount"], dtype=float)
         ledger.reserve(args["claim"], amount, request_id=args["request_id"], time=args["time"])
@@ -64,11 +67,13 @@ def apply(ledger: Ledger, op: str, args: dict[str, Any]) -> None:
         ledger.expire(args["claim"], request_id=args["request_id"], time=args["time"])
     elif op == "forget":
         ledger.forget(args["claims"])
+    elif op == "materialise":
+        ledger.set_blocks(args["claim"], args["block_ids"], args["time"])
     else:
         raise InputError("op", f"unknown operation {op!r}; one of {', '.join(OPERATIONS)}")
 
 
-def _one_claim(ledger: Ledger, claim: dict[str, Any]) -> ClaimBatch:
+def _one_claim(ledger: Ledger, claim: dict[str, Any], flex: dict[str, Any] | None) -> ClaimBatch:
     block_ids = tuple(claim["block_ids"])
     dims = ledger.accounting.dims
     timeout = claim["timeout"]
@@ -82,4 +87,5 @@ def _one_claim(ledger: Ledger, claim: dict[str, Any]) -> ClaimBatch:
         indptr=np.asarray([0, len(block_ids)], dtype=np.int64),
         block_index=np.asarray([ledger.block_index(b) for b in block_ids], dtype=np.int64),
         demand=np.asarray(claim["demand"], dtype=float).reshape(len(block_ids), dims),
+        flex=None if flex is None else [Flex.from_dict(flex)],
     )

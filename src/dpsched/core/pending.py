@@ -166,7 +166,10 @@ class PendingIndex:
         self._alive = np.concatenate([self._alive, np.ones(fresh.n, dtype=bool)])
 
     def remove(self, claim_id: str) -> None:
-        self._removed.append(self._seq.pop(claim_id))
+        """Take the claim out (if it is in: a flexible claim matching no block is not)."""
+        seq = self._seq.pop(claim_id, None)
+        if seq is not None:
+            self._removed.append(seq)
 
     def view(self) -> PendingView:
         self._sync()

@@ -113,9 +113,11 @@ class Engine:
     # ------------------------------------------------------------------ rounds
     def round(self, time: float) -> RoundOutcome:
         """One scheduling round at `time`: unlock what time has unlocked, withdraw the
-        claims whose timeout has passed, and grant what the policy picks."""
+        claims whose timeout has passed, choose the blocks of flexible claims from the
+        budget as it stands, and grant what the policy picks."""
         self.unlocking.on_tick(self.ledger, time)
         expired = self.ledger.expire_due(time)
+        self.ledger.materialise(time)
         outcome = schedule_step(self.ledger, self.policy, time, self.options)
         return RoundOutcome(time, expired, outcome.granted, outcome.result, outcome.considered)
 

@@ -21,6 +21,7 @@ def block_view(ledger: Ledger, index: int) -> dict[str, Any]:
         "dataset": spec.dataset,
         "dimensions": spec.dimensions,
         "arrival": spec.arrival,
+        "size": spec.size,
         "alphas": alphas,
         "capacity": ledger.capacity[index].tolist(),
         "locked": ledger.locked[index].tolist(),
@@ -41,7 +42,9 @@ def _per_block(claim: Claim, matrix: np.ndarray) -> dict[str, list[float]]:
 
 def claim_view(ledger: Ledger, meta: ClaimMeta, claim: Claim) -> dict[str, Any]:
     """A claim as its tenant sees it: `granted` is what it was allocated (null until then),
-    `remaining` what it may still consume, `reason` why it waits or was refused."""
+    `remaining` what it may still consume, `reason` why it waits or was refused. A
+    flexible claim's `blocks` are the ones chosen (while pending: the current choice),
+    `actual_data` their records."""
     if claim.state is ClaimState.PENDING:
         reason: str | None = waiting_reason(ledger, claim)
     else:
@@ -51,6 +54,7 @@ def claim_view(ledger: Ledger, meta: ClaimMeta, claim: Claim) -> dict[str, Any]:
         "id": meta.id,
         "state": claim.state.value,
         "blocks": list(claim.block_ids),
+        "actual_data": ledger.data_of(claim),
         "demand": _per_block(claim, claim.demand),
         "granted": _per_block(claim, claim.demand) if granted else None,
         "remaining": _per_block(claim, claim.allocated) if granted else None,

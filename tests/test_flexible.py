@@ -1,0 +1,167 @@
+"""Flexible block choice: the rule against brute force over subsets, and flexible claims
+in the ledger and the engine (chosen at grant time, new blocks count, rejections)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dpsched.budget import Accounting
+from dpsched.core import AllUnlocked, BlockSpec, ClaimState, Ledger
+from dpsched.core.flexible import Flex, choose
+from dpsched.core.operations import apply
+from dpsched.core.selectors import DatasetSelector
+from dpsched.engine import Engine
+
+
+def brute_force(flex: Flex, recent: list[int], fits: list[bool], sizes: list[int]) -> list[int]:
+    """The rule as stated: among valid subsets of the fitting blocks, the one whose
+    blocks, most recent first, are lexicographically greatest (extension beats prefix)."""
+    candidates = [
+        (k, j, s) for k, (j, ok, s) in enumerate(zip(recent, fits, sizes, strict=True)) if ok
+    ]
+    best: list[int] | None = None
+    best_key: list[int] = []
+    for mask in range(1, 2 ** len(candidates)):
+        chosen = [c for i, c in enumerate(candidates) if mask >> i & 1]
+        count, data = len(chosen), sum(s for _, _, s in chosen)
+        if count < flex.min_blocks or data < flex.min_data:
+            continue
+        if flex.max_blocks is not None and count > flex.max_blocks:
+            continue
+        if flex.expected_data is not None:
+            rest = chosen[:-1]
+            rest_data = sum(s for _, _, s in rest)
+            enough = rest_data >= flex.expected_data and rest_data >= flex.min_data
+            if enough and len(rest) >= flex.min_blocks:
+                continue  # redundant: its oldest block adds nothing needed
+        key = [-k for k, _, _ in chosen]
+        if best is None or key > best_key:
+            best, best_key = [j for _, j, _ in chosen], key
+    return best or []
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.integers(0, 7).flatmap(
+        lambda n: st.tuples(
+            st.lists(st.booleans(), min_size=n, max_size=n),
+            st.lists(st.integers(0, 6), min_size=n, max_size=n),
+        )
+    ),
+    st.integers(1, 3),
+    st.one_of(st.none(), st.integers(0, 4)),
+    st.integers(0, 8),
+    st.one_of(st.none(), st.integers(0, 10)),
+)
+def test_the_greedy_choice_equals_brute_force_over_subsets(
+    blocks: tuple[list[bool], list[int]],
+    min_blocks: int,
+    extra: int | None,
+    min_data: int,
+    more_data: int | None,
+) -> None:
+    fits, sizes = blocks
+    flex = Flex(
+        selector=DatasetSelector(dataset="default"),
+        row=np.zeros(1),
+        min_blocks=min_blocks,
+        max_blocks=None if extra is None else min_blocks + extra,
+        min_data=min_data,
+        expected_data=None if more_data is None else max(1, min_data + more_data),
+    )
+    recent = list(range(len(fits)))[::-1]
+    assert choose(flex, recent, fits, sizes) == brute_force(flex, recent, fits, sizes)
+
+
+def ledger_with(capacities: list[float], sizes: list[int] | None = None) -> Ledger:
+    ledger = Ledger(Accounting("basic"))
+    for j, capacity in enumerate(capacities):
+        size = None if sizes is None else sizes[j]
+        ledger.add_block(BlockSpec(id=f"b{j}", epsilon=capacity, arrival=j, size=size))
+        ledger.unlock(np.ones(1), np.asarray([j]))
+    return ledger
+
+
+def claim(**extra: Any) -> dict[str, Any]:
+    return {"id": "c", "blocks": {"dataset": "default"}, "demand": {"epsilon": 0.5}, **extra}
+
+
+def test_the_most_recent_blocks_with_room_are_chosen_at_grant_time() -> None:
+    ledger = ledger_with([1.0, 1.0, 1.0, 0.2])  # b3, the most recent, cannot hold 0.5
+    engine = Engine(ledger, AllUnlocked(), "fcfs")
+    made = engine.submit(claim(max_blocks=2), 0.0)
+    assert made.block_ids == ("b1", "b2") and made.flex is not None
+    fixed = engine.submit({**claim(), "id": "fixed"}, 0.0)  # no count: every matching block
+    assert fixed.block_ids == ("b0", "b1", "b2", "b3")
+    assert engine.round(1.0).granted == ["c"]
+    assert ledger.claim("c").state is ClaimState.ALLOCATED
+    assert fixed.state is ClaimState.REJECTED  # b3 can never hold it: all or nothing
+
+
+def test_blocks_that_arrive_later_count_for_pending_claims() -> None:
+    ledger = ledger_with([0.1])
+    engine = Engine(ledger, AllUnlocked(), "dpf")
+    waiting = engine.submit(claim(min_blocks=2, max_blocks=3), 0.0)
+    assert waiting.state is ClaimState.PENDING and engine.round(0.0).granted == []
+    engine.add_block(BlockSpec(id="b1", epsilon=1.0, arrival=1), 1.0)
+    assert engine.round(1.0).granted == []  # one block with room: needs two
+    engine.add_block(BlockSpec(id="b2", epsilon=1.0, arrival=2), 2.0)
+    assert engine.round(2.0).granted == ["c"]
+    assert ledger.claim("c").block_ids == ("b1", "b2")
+
+
+def test_data_amounts_choose_blocks_by_size() -> None:
+    ledger = ledger_with([1.0] * 4, sizes=[500, 100, 300, 200])
+    engine = Engine(ledger, AllUnlocked(), "fcfs")
+    engine.submit(claim(min_data=250, expected_data=450), 0.0)
+    engine.round(0.0)
+    granted = ledger.claim("c")
+    assert granted.block_ids == ("b2", "b3")  # 200 + 300 = 500 >= 450, most recent first
+    assert ledger.data_of(granted) == 500
+
+
+def test_impossible_claims_over_fixed_blocks_are_rejected_and_selectors_wait() -> None:
+    ledger = ledger_with([1.0, 0.1, 0.1])
+    fixed = ledger.submit(
+        {"id": "ids", "blocks": ["b0", "b1", "b2"], "min_blocks": 2, "demand": {"epsilon": 0.5}},
+        0.0,
+    )
+    assert fixed.state is ClaimState.REJECTED
+    assert (
+        fixed.reason == "its demand fits the whole capacity of 1 of its 3 blocks, needs at least 2"
+    )
+    waiting = ledger.submit(claim(min_blocks=2), 0.0)
+    assert waiting.state is ClaimState.PENDING
+
+
+def test_flexible_claims_round_trip_and_replay() -> None:
+    ledger = Ledger(Accounting("basic"))
+    log: list[tuple[str, dict[str, Any]]] = []
+    ledger.listener = lambda op, args: log.append((op, args))
+    engine = Engine(ledger, AllUnlocked(), "fcfs")
+    for j, capacity in enumerate([1.0, 1.0, 0.2]):
+        engine.add_block(BlockSpec(id=f"b{j}", epsilon=capacity, arrival=j), 0.0)
+    engine.submit(claim(max_blocks=1, timeout=5), 0.0)
+    engine.submit({**claim(max_blocks=1), "id": "d", "demand": {"epsilon": 0.9}}, 0.0)
+    engine.round(0.0)
+    engine.add_block(BlockSpec(id="b3", epsilon=1.0, arrival=3), 1.0)
+    engine.round(1.0)
+    assert "materialise" in [op for op, _ in log]
+    copy = Ledger(Accounting("basic"))
+    for op, args in log:
+        apply(copy, op, args)
+    assert copy.to_dict() == ledger.to_dict()
+    assert Ledger.from_arrays(ledger.to_arrays()).to_dict() == ledger.to_dict()
+    assert Ledger.from_dict(ledger.to_dict()).to_dict() == ledger.to_dict()
+
+
+@pytest.mark.parametrize("field", ["min_data", "expected_data"])
+def test_data_amounts_need_a_selector(field: str) -> None:
+    ledger = ledger_with([1.0])
+    with pytest.raises(Exception, match="need 'blocks'"):
+        ledger.submit({"id": "x", "demand_by_block": {"b0": {"epsilon": 0.1}}, field: 1}, 0.0)
