@@ -13,11 +13,12 @@ from typing import Literal
 import numpy as np
 
 from dpsched.budget.conversion import rdp_to_epsilon
-from dpsched.budget.curves import check_event, dp_epsilon, rdp_curve
+from dpsched.budget.curves import check_event, dp_epsilon, noise_for, rdp_curve
 from dpsched.budget.demand import (
     ApproxZcdpDemand,
     DemandSpec,
     DpEventDemand,
+    ElasticDemand,
     EpsilonDemand,
     PricedSpec,
     RdpDemand,
@@ -131,6 +132,10 @@ class Accounting:
                     "give delta 0 (that is zcdp) or the mechanism itself",
                 )
             spec = ZcdpDemand(zcdp=spec.approx_zcdp.rho)
+        if isinstance(spec, ElasticDemand):
+            if self.mode != "rdp":
+                raise InputError(f"{field}.epsilon", "an epsilon range needs accounting: rdp")
+            return self.elastic_curve(spec, self.elastic_noise(spec)[1])
         if not isinstance(spec, DpEventDemand):
             return self._priced(spec)
         check_event(spec, self.alphas, self.mode == "basic", f"{field}.dp_event")
@@ -138,6 +143,15 @@ class Accounting:
             return self._priced(spec)
         except (TypeError, ValueError, ArithmeticError) as exc:
             raise InputError(f"{field}.dp_event", f"dp_accounting cannot price it: {exc}") from None
+
+    def elastic_noise(self, spec: ElasticDemand) -> tuple[float, float]:
+        """(least, most) noise of an elastic demand: at the top and bottom of its range."""
+        low, high = spec.epsilon
+        return noise_for(spec, high), noise_for(spec, low)
+
+    def elastic_curve(self, spec: ElasticDemand, noise: float) -> np.ndarray:
+        """What an elastic demand costs when run with `noise`."""
+        return self._priced(spec.at(noise))
 
     def _priced(self, spec: PricedSpec) -> np.ndarray:
         if self.mode == "basic":

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dpsched.budget.conversion import rdp_to_epsilon
-from dpsched.budget.demand import DpEventDemand, PricedSpec, ZcdpDemand
+from dpsched.budget.demand import DpEventDemand, ElasticDemand, PricedSpec, ZcdpDemand
 from dpsched.budget.events import event_from_json, unsupported_part
 from dpsched.budget.mechanisms import (
     Composition,
@@ -51,6 +51,11 @@ CONVERSION_ORDERS: tuple[float, ...] = tuple(
     float(a) for a in np.concatenate([np.linspace(1.1, 10.9, 99), np.arange(11, 257)])
 )
 """Dense orders for an RDP -> (epsilon, delta) conversion where PLD is unavailable."""
+CALIBRATION_ORDERS: tuple[float, ...] = tuple(
+    float(a)
+    for a in np.concatenate([np.linspace(1.25, 10.0, 36), np.arange(11, 65), [80, 128, 256]])
+)
+"""Orders of the RDP accountant that converts an elastic claim's noise to (epsilon, delta)."""
 PLD_ROUNDING_MASS = 1e-12
 """Infinity mass below this is float residue of normalisation (seen: 5.6e-17), not a real
 infinite privacy loss; above it the RDP bound is reported as infinite."""
@@ -235,3 +240,51 @@ def _rdp_bound(spec: PricedSpec) -> np.ndarray:
         parts: np.ndarray = np.sum([_rdp_bound(p) for p in spec.parts], axis=0)
         return spec.count * parts
     return rdp_curve(spec, CONVERSION_ORDERS)
+
+
+@lru_cache(maxsize=1024)
+def noise_for(spec: ElasticDemand, epsilon: float) -> float:
+    """The least noise with which `spec` is (epsilon, delta)-DP: Laplace by its own
+    calibration (k runs of scale b are k/b-DP), Gaussians by dp-accounting's
+    `calibrate_dp_mechanism` over its RDP accountant, checked (and nudged up) so that
+    the epsilon it reports never exceeds the target."""
+    if spec.mechanism == "laplace":
+        return spec.steps / epsilon
+    from dp_accounting import mechanism_calibration, rdp
+
+    assert spec.delta is not None
+    with _quiet():
+        noise = float(
+            mechanism_calibration.calibrate_dp_mechanism(
+                lambda: rdp.RdpAccountant(orders=list(CALIBRATION_ORDERS)),
+                lambda value: _event_at(spec, value),
+                epsilon,
+                spec.delta,
+                # Noise must stay positive: search upwards from a tiny one.
+                bracket_interval=mechanism_calibration.LowerEndpointAndGuess(1e-4, 1.0),
+                tol=1e-9 * max(1.0, epsilon),
+            )
+        )
+    while elastic_epsilon(spec, noise) > epsilon:
+        noise *= 1.0 + 1e-9
+    return noise
+
+
+def elastic_epsilon(spec: ElasticDemand, noise: float) -> float:
+    """The (epsilon, delta)-DP of `spec` run with `noise` (what a grant reports)."""
+    if spec.mechanism == "laplace":
+        return spec.steps / noise
+    from dp_accounting import rdp
+
+    assert spec.delta is not None
+    with _quiet():
+        accountant = rdp.RdpAccountant(orders=list(CALIBRATION_ORDERS))
+        accountant.compose(_event_at(spec, noise))
+        return float(accountant.get_epsilon(spec.delta))
+
+
+def _event_at(spec: ElasticDemand, noise: float) -> dp_accounting.DpEvent:
+    import dp_accounting
+
+    mechanism = spec.at(noise)
+    return dp_accounting.SelfComposedDpEvent(_event(mechanism), mechanism.count)

@@ -4,12 +4,28 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from dpsched.budget.events import canonical
-from dpsched.budget.mechanisms import MechanismSpec
+from dpsched.budget.mechanisms import (
+    Gaussian,
+    Laplace,
+    MechanismSpec,
+    Probability,
+    SubsampledGaussian,
+)
 
 
 class EpsilonDemand(BaseModel):
@@ -82,11 +98,60 @@ class ApproxZcdpDemand(BaseModel):
     approx_zcdp: ApproxZcdp
 
 
+class ElasticDemand(BaseModel):
+    """A mechanism with an epsilon range instead of its noise: the grant is the largest
+    epsilon in the range that fits, and the claim learns the noise to run with (its
+    `noise_multiplier`, or the Laplace `scale`). The range is (epsilon, delta)-DP of the
+    job as dp-accounting's RDP accountant converts it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mechanism: Literal["gaussian", "laplace", "subsampled_gaussian"]
+    epsilon: tuple[PositiveFloat, PositiveFloat]
+    delta: float | None = Field(None, gt=0.0, lt=1.0)
+    sampling_rate: Probability | None = None
+    steps: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        low, high = self.epsilon
+        if not (math.isfinite(high) and low <= high):
+            raise ValueError("epsilon must be a finite range [low, high] with low <= high")
+        if self.mechanism == "laplace":
+            if self.delta is not None or self.sampling_rate is not None:
+                raise ValueError("a Laplace range is pure epsilon: no delta, no sampling_rate")
+        elif self.delta is None:
+            raise ValueError(f"a {self.mechanism} range needs 'delta'")
+        if (self.mechanism == "subsampled_gaussian") != (self.sampling_rate is not None):
+            raise ValueError("'sampling_rate' goes with subsampled_gaussian, and only with it")
+        return self
+
+    @property
+    def noise_name(self) -> str:
+        return "scale" if self.mechanism == "laplace" else "noise_multiplier"
+
+    def at(self, noise: float) -> MechanismSpec:
+        """The mechanism run with this noise (what is charged)."""
+        if self.mechanism == "laplace":
+            return Laplace(mechanism="laplace", scale=noise, count=self.steps)
+        if self.mechanism == "gaussian":
+            return Gaussian(mechanism="gaussian", sigma=noise, count=self.steps)
+        assert self.sampling_rate is not None
+        return SubsampledGaussian(
+            mechanism="subsampled_gaussian",
+            sigma=noise,
+            sampling_rate=self.sampling_rate,
+            steps=self.steps,
+        )
+
+
 DEMAND_KEYS = ("mechanism", "rdp", "epsilon", "dp_event", "zcdp", "approx_zcdp")
 
 
 def _demand_kind(value: Any) -> str | None:
     if isinstance(value, dict):
+        if "mechanism" in value and isinstance(value.get("epsilon"), list | tuple):
+            return "elastic"
         for key in DEMAND_KEYS:
             if key in value:
                 return key
@@ -97,6 +162,7 @@ def _demand_kind(value: Any) -> str | None:
         (DpEventDemand, "dp_event"),
         (ZcdpDemand, "zcdp"),
         (ApproxZcdpDemand, "approx_zcdp"),
+        (ElasticDemand, "elastic"),
     ):
         if isinstance(value, model):
             return key
@@ -109,7 +175,8 @@ DemandSpec = Annotated[
     | Annotated[MechanismSpec, Tag("mechanism")]
     | Annotated[DpEventDemand, Tag("dp_event")]
     | Annotated[ZcdpDemand, Tag("zcdp")]
-    | Annotated[ApproxZcdpDemand, Tag("approx_zcdp")],
+    | Annotated[ApproxZcdpDemand, Tag("approx_zcdp")]
+    | Annotated[ElasticDemand, Tag("elastic")],
     Discriminator(
         _demand_kind,
         custom_error_type="demand_kind",

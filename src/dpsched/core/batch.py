@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
 from dpsched.budget import MAX_BUDGET, DemandSpec
+from dpsched.budget.demand import ElasticDemand
 from dpsched.core.claims import ClaimBatch, ClaimSpec
 from dpsched.core.flexible import Flex
 from dpsched.core.selectors import BlockSelector
@@ -99,6 +100,7 @@ class BatchBuilder:
         self._timeout: list[float] = []
         self._min_blocks: list[int] = []
         self._flex: list[Flex | None] = []
+        self._elastic: list[ElasticDemand | None] = []
         self._block_ids: list[tuple[str, ...]] = []
         self._counts: list[int] = []
         self._flat_index: list[int] = []
@@ -143,6 +145,7 @@ class BatchBuilder:
             raw=raw,
         )
         self._flex.append(flex)
+        self._elastic.append(spec.demand if isinstance(spec.demand, ElasticDemand) else None)
         self._row_start.append(len(self._rows))
         self._per_block.append(True)
         self._rows.extend(rows)
@@ -200,6 +203,7 @@ class BatchBuilder:
         self._timeout.append(math.nan if timeout is None else timeout)
         self._min_blocks.append(1)
         self._flex.append(None)
+        self._elastic.append(None)
         self._counts.append(len(index))
         self._flat_index.extend(index)
         self._block_ids.append(block_ids)
@@ -274,6 +278,8 @@ class BatchBuilder:
                 spec = _DEMANDS.validate_python(demand)
             except ValidationError:
                 return None
+            if isinstance(spec, ElasticDemand):
+                return None  # a range: the claim carries it (validated path)
             cached = self._ledger.accounting.demand_vector(spec, f"tasks.{claim_id}.demand")
             self._demands[key] = cached
         return cached
@@ -345,4 +351,5 @@ class BatchBuilder:
             block_index=np.asarray(self._flat_index, dtype=np.int64),
             demand=rows[entry_row] if rows.size else np.zeros((0, self._dims)),
             flex=self._flex if any(f is not None for f in self._flex) else None,
+            elastic=self._elastic if any(e is not None for e in self._elastic) else None,
         )

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from dpsched.budget import MAX_BUDGET, DemandSpec
+from dpsched.budget.demand import ElasticDemand
 from dpsched.core.flexible import FLEXIBLE_KEYS, Flex
 from dpsched.core.selectors import BlockSelector
 
@@ -58,6 +59,11 @@ class ClaimSpec(BaseModel):
             raise ValueError("'blocks' is required unless 'demand_by_block' names the blocks")
         if self.max_blocks is not None and self.max_blocks < self.min_blocks:
             raise ValueError("max_blocks must be >= min_blocks")
+        ranged = self.demand_by_block and any(
+            isinstance(d, ElasticDemand) for d in self.demand_by_block.values()
+        )
+        if ranged:
+            raise ValueError("an epsilon range is one 'demand' for all blocks")
         if self.flexible and self.demand is None:
             raise ValueError("a claim choosing among its blocks states one 'demand' for all")
         if (self.min_data or self.expected_data) and self.blocks is None:
@@ -102,6 +108,10 @@ class Claim:
     finished_at: float | None = None
     flex: Flex | None = None
     """Set for a flexible claim: its rows are re-chosen before every round while pending."""
+    elastic: ElasticDemand | None = None
+    """Set for an epsilon range: its rows are the range's minimum until it is granted."""
+    grant: dict[str, float] | None = None
+    """What an elastic claim was granted: `epsilon` and the noise to run with."""
 
     def __post_init__(self) -> None:
         if self.allocated.shape != self.demand.shape:
@@ -132,6 +142,8 @@ class Claim:
             "allocated_at": self.allocated_at,
             "finished_at": self.finished_at,
             "flex": None if self.flex is None else self.flex.to_dict(),
+            "elastic": None if self.elastic is None else self.elastic.model_dump(mode="json"),
+            "grant": self.grant,
         }
 
     @classmethod
@@ -155,6 +167,8 @@ class Claim:
             allocated_at=data["allocated_at"],
             finished_at=data["finished_at"],
             flex=Flex.from_dict(data["flex"]) if data.get("flex") else None,
+            elastic=ElasticDemand.model_validate(data["elastic"]) if data.get("elastic") else None,
+            grant=data.get("grant"),
         )
 
 
@@ -178,6 +192,8 @@ class ClaimBatch:
     """Per entry: the demand row as stated (infinite values allowed)."""
     flex: list[Flex | None] | None = None
     """Per claim, what a flexible claim asked for (None: every claim is fixed)."""
+    elastic: list[ElasticDemand | None] | None = None
+    """Per claim, an epsilon range (None: no claim has one)."""
 
     @property
     def n(self) -> int:

@@ -21,6 +21,8 @@ import numpy as np
 from pydantic import ValidationError
 
 from dpsched.budget import MAX_BUDGET, Accounting
+from dpsched.budget.curves import elastic_epsilon
+from dpsched.budget.demand import ElasticDemand
 from dpsched.core.admission import TOLERANCE, entries_fit, fits, rows_fit
 from dpsched.core.blocks import BlockSpec
 from dpsched.core.claims import Claim, ClaimBatch, ClaimSpec, ClaimState
@@ -30,6 +32,9 @@ from dpsched.core.pending import PendingArrays, PendingIndex, PendingView
 from dpsched.core.selectors import ExplicitSelector, RecentSelector
 from dpsched.errors import InputError, LedgerError, from_validation_error
 
+ELASTIC_TOLERANCE = 1e-6
+"""Relative precision of an elastic grant's noise (bisection stops within it, on the
+side that fits)."""
 _BUDGET_PARTS = ("capacity", "locked", "unlocked", "reserved", "allocated", "consumed")
 Listener = Callable[[str, dict[str, Any]], None]
 """Told of every change of state, after it happened: (operation, JSON-able arguments).
@@ -238,6 +243,7 @@ class Ledger:
             block_index=index,
             demand=demand,
             flex=flex,
+            elastic=spec.demand if isinstance(spec.demand, ElasticDemand) else None,
         )
         if flex is not None:
             reason = self._flex_rejection(flex)
@@ -325,6 +331,8 @@ class Ledger:
         ]
         for i, flex in enumerate(flexes):
             claims[i].flex = flex
+        for i, elastic in enumerate(batch.elastic or []):
+            claims[i].elastic = elastic
         for i in np.flatnonzero(rejected).tolist():
             claim = claims[i]
             lo, hi = bounds[i], bounds[i + 1]
@@ -458,6 +466,64 @@ class Ledger:
             self.listener(
                 "materialise", {"claim": claim_id, "block_ids": list(block_ids), "time": time}
             )
+
+    # -------------------------------------------------------- elastic claims
+    def expand(self, claim_id: str, *, time: float) -> Claim:
+        """Grow a just-allocated elastic claim to the most of its epsilon range that its
+        blocks hold now: the least noise, by bisection, whose curve fits the unlocked
+        budget plus what the claim already holds (its minimum). Records the granted
+        epsilon and the noise to run with; the demand charged is that mechanism's curve."""
+        claim = self.claim(claim_id)
+        self._expect(claim, ClaimState.ALLOCATED, "expand")
+        spec = claim.elastic
+        if spec is None or claim.grant is not None or claim.consumed.any():
+            raise LedgerError(f"claim {claim_id}", "only a fresh elastic grant can grow")
+        rows = claim.block_index
+        room = self.unlocked[rows] + claim.allocated
+        usable = self.usable[rows]
+        least, most = self.accounting.elastic_noise(spec)
+
+        def demand_at(noise: float) -> np.ndarray:
+            row = self.accounting.elastic_curve(spec, noise)
+            return self.stored_demand(np.tile(row, (rows.size, 1)), rows)
+
+        def holds(noise: float) -> bool:
+            return bool(rows_fit(demand_at(noise), room, usable).all())
+
+        chosen = most
+        if holds(least):
+            chosen = least
+        else:
+            low, high = least, most  # low does not fit, high does (the minimum it holds)
+            while high - low > ELASTIC_TOLERANCE * high:
+                middle = 0.5 * (low + high)
+                low, high = (low, middle) if holds(middle) else (middle, high)
+            chosen = high
+        demand = demand_at(chosen)
+        grant = {"epsilon": elastic_epsilon(spec, chosen), spec.noise_name: chosen}
+        self._set_grant(claim, demand, grant)
+        if self.listener is not None:
+            self.listener(
+                "expand",
+                {"claim": claim_id, "demand": demand.tolist(), "grant": grant, "time": time},
+            )
+        return claim
+
+    def set_grant(self, claim_id: str, demand: np.ndarray, grant: dict[str, float]) -> None:
+        """Replay an `expand` exactly (no calibration): the demand and grant it chose."""
+        claim = self.claim(claim_id)
+        self._expect(claim, ClaimState.ALLOCATED, "expand")
+        self._set_grant(claim, np.asarray(demand, dtype=float).reshape(claim.demand.shape), grant)
+
+    def _set_grant(self, claim: Claim, demand: np.ndarray, grant: dict[str, float]) -> None:
+        rows = claim.block_index
+        extra = demand - claim.allocated
+        self.unlocked[rows] -= extra
+        self.allocated[rows] += extra
+        claim.demand = demand
+        claim.allocated = demand.copy()
+        claim.grant = dict(grant)
+        self.revision += 1
 
     def data_of(self, claim: Claim) -> int:
         """Records in the claim's blocks (their `size`; a block without one counts 0)."""
@@ -883,6 +949,10 @@ class Ledger:
             "claim_allocated_at": floats(c.allocated_at for c in claims),
             "claim_finished_at": floats(c.finished_at for c in claims),
             "claim_flex": _pack([json.dumps(c.flex.to_dict()) if c.flex else "" for c in claims]),
+            "claim_elastic": _pack(
+                [c.elastic.model_dump_json() if c.elastic else "" for c in claims]
+            ),
+            "claim_grant": _pack([json.dumps(c.grant) if c.grant else "" for c in claims]),
             "claim_indptr": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
             "claim_block_index": (
                 np.concatenate([c.block_index for c in claims]).astype(np.int64)
@@ -930,6 +1000,8 @@ class Ledger:
         finished_at = optional(arrays["claim_finished_at"])
         states = arrays["claim_state"].tolist()
         flexes = _unpack(arrays["claim_flex"]) if "claim_flex" in arrays else None
+        elastics = _unpack(arrays["claim_elastic"]) if "claim_elastic" in arrays else None
+        grants = _unpack(arrays["claim_grant"]) if "claim_grant" in arrays else None
         weights = arrays["claim_weight"].tolist()
         arrivals = arrays["claim_arrival"].tolist()
         for i, claim_id in enumerate(_unpack(arrays["claim_ids"])):
@@ -951,6 +1023,12 @@ class Ledger:
                 allocated_at=allocated_at[i],
                 finished_at=finished_at[i],
                 flex=Flex.from_dict(json.loads(flexes[i])) if flexes and flexes[i] else None,
+                elastic=(
+                    ElasticDemand.model_validate_json(elastics[i])
+                    if elastics and elastics[i]
+                    else None
+                ),
+                grant=json.loads(grants[i]) if grants and grants[i] else None,
             )
         claims = list(ledger._claims.values())
         for i in arrays["pending"].tolist():
@@ -1062,6 +1140,8 @@ def _submitted(claim: Claim, min_blocks: int, time: float) -> dict[str, Any]:
     """A submission as resolved (blocks chosen, demand computed): replaying it needs no
     selector, no curve and no dp-accounting, only the admission rule again."""
     flex = {} if claim.flex is None else {"flex": claim.flex.to_dict()}
+    if claim.elastic is not None:
+        flex["elastic"] = claim.elastic.model_dump(mode="json")
     return {
         **flex,
         "claim": {

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from dpsched.budget.demand import ElasticDemand
 from dpsched.core.blocks import BlockSpec
 from dpsched.core.claims import ClaimBatch
 from dpsched.core.flexible import Flex
@@ -32,6 +33,7 @@ OPERATIONS = (
     "expire",
     "forget",
     "materialise",
+    "expand",
 )
 
 
@@ -42,7 +44,7 @@ def apply(ledger: Ledger, op: str, args: dict[str, Any]) -> None:
     elif op == "unlock":
         ledger.unlock(np.asarray(args["fraction"], dtype=float), np.asarray(args["index"]))
     elif op == "submit":
-        batch = _one_claim(ledger, args["claim"], args.get("flex"))
+        batch = _one_claim(ledger, args["claim"], args.get("flex"), args.get("elastic"))
         ledger.submit_batch(batch, time=float(args["time"]))
     elif op == "reserve":
         amount = np.asarray(args["amount"], dtype=float)
@@ -67,13 +69,20 @@ def apply(ledger: Ledger, op: str, args: dict[str, Any]) -> None:
         ledger.expire(args["claim"], request_id=args["request_id"], time=args["time"])
     elif op == "forget":
         ledger.forget(args["claims"])
+    elif op == "expand":
+        ledger.set_grant(args["claim"], np.asarray(args["demand"], dtype=float), args["grant"])
     elif op == "materialise":
         ledger.set_blocks(args["claim"], args["block_ids"], args["time"])
     else:
         raise InputError("op", f"unknown operation {op!r}; one of {', '.join(OPERATIONS)}")
 
 
-def _one_claim(ledger: Ledger, claim: dict[str, Any], flex: dict[str, Any] | None) -> ClaimBatch:
+def _one_claim(
+    ledger: Ledger,
+    claim: dict[str, Any],
+    flex: dict[str, Any] | None,
+    elastic: dict[str, Any] | None,
+) -> ClaimBatch:
     block_ids = tuple(claim["block_ids"])
     dims = ledger.accounting.dims
     timeout = claim["timeout"]
@@ -88,4 +97,5 @@ def _one_claim(ledger: Ledger, claim: dict[str, Any], flex: dict[str, Any] | Non
         block_index=np.asarray([ledger.block_index(b) for b in block_ids], dtype=np.int64),
         demand=np.asarray(claim["demand"], dtype=float).reshape(len(block_ids), dims),
         flex=None if flex is None else [Flex.from_dict(flex)],
+        elastic=None if elastic is None else [ElasticDemand.model_validate(elastic)],
     )

@@ -55,6 +55,7 @@ def claim_view(ledger: Ledger, meta: ClaimMeta, claim: Claim) -> dict[str, Any]:
         "state": claim.state.value,
         "blocks": list(claim.block_ids),
         "actual_data": ledger.data_of(claim),
+        "grant": claim.grant,
         "demand": _per_block(claim, claim.demand),
         "granted": _per_block(claim, claim.demand) if granted else None,
         "remaining": _per_block(claim, claim.allocated) if granted else None,
