@@ -112,3 +112,31 @@ def test_plot_defaults_work_on_a_sweep_table(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert "n_allocated vs workload.n_tasks" in run.stdout  # the swept column, chosen
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_schedule_reports_chosen_blocks_data_and_elastic_grants(tmp_path: Path) -> None:
+    path = tmp_path / "claims.yaml"
+    path.write_text(
+        "accounting: rdp\n"
+        "alphas: [2, 4, 8, 16, 32]\n"
+        "blocks:\n"
+        "  - {id: old, capacity: [5, 5, 5, 5, 5], size: 700}\n"
+        "  - {id: mid, capacity: [5, 5, 5, 5, 5], size: 200}\n"
+        "  - {id: new, capacity: [0.01, 0.01, 0.01, 0.01, 0.01], size: 900}\n"
+        "tasks:\n"
+        "  - {id: any2, blocks: {dataset: default}, max_blocks: 2, demand: {zcdp: 0.01}}\n"
+        "  - id: sgd\n"
+        "    blocks: [old]\n"
+        "    demand: {mechanism: gaussian, epsilon: [0.5, 3.0], delta: 1.0e-6}\n"
+    )
+    run = dpsched("schedule", str(path), "--policy", "fcfs", "--json", "-")
+    assert run.returncode == 0, run.stderr
+    grants = json.loads(run.stdout)["grants"]
+    assert grants["any2"] == {
+        "chosen_blocks": ["old", "mid"],  # "new" is too small for it
+        "actual_data": 900,
+        "granted_epsilon": None,
+        "noise": None,
+    }
+    assert 0.5 <= grants["sgd"]["granted_epsilon"] <= 3.0
+    assert set(grants["sgd"]["noise"]) == {"noise_multiplier"}

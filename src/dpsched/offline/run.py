@@ -43,6 +43,10 @@ def schedule_report(
     `rejected`, a list of ids until 0.1 and now of {id, reason}; the ids are in
     `rejected_ids`).
 
+    `grants` has, per allocated claim, the blocks it got (`chosen_blocks`: a flexible
+    claim's choice), their records (`actual_data`), and for an epsilon range the
+    `granted_epsilon` and the `noise` to run with (null otherwise).
+
     `rejected` lists {id, reason} for claims that can never run; `unallocated` lists
     {id, reason} for claims still waiting (the first `explain` of them; None: all),
     and `n_unallocated` counts them all. Per block, `remaining` is the raw vector
@@ -87,4 +91,16 @@ def schedule_report(
         "rejected_ids": [r["id"] for r in rejected],
         "unallocated": unallocated,
         "n_unallocated": ledger.pending_count,
+        "grants": {claim_id: _grant(ledger, claim_id) for claim_id in granted},
+    }
+
+
+def _grant(ledger: Ledger, claim_id: str) -> dict[str, Any]:
+    claim = ledger.claim(claim_id)
+    grant = claim.grant or {}
+    return {
+        "chosen_blocks": list(claim.block_ids),
+        "actual_data": ledger.data_of(claim),
+        "granted_epsilon": grant.get("epsilon"),
+        "noise": {k: v for k, v in grant.items() if k != "epsilon"} or None,
     }
