@@ -2,7 +2,9 @@
 
 After every operation (successful or refused): capacity = locked + unlocked + reserved +
 allocated + consumed per order, locked >= 0, and every block that granted anything
-stays within capacity at some usable order. Refused operations change nothing.
+stays within capacity at some usable order. Refused operations change nothing. Claims
+are fixed, flexible (blocks chosen at every materialisation) or elastic (an epsilon
+range, grown after the policy's allocation).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ operation = st.one_of(
         st.lists(st.integers(0, N_BLOCKS - 1), min_size=1, max_size=3, unique=True),
         st.lists(demand_values, min_size=len(ALPHAS), max_size=len(ALPHAS)),
     ),
+    st.tuples(st.just("submit_flexible"), st.integers(1, 2), st.floats(0.1, 6.0), st.booleans()),
+    st.tuples(st.just("submit_elastic"), st.sampled_from([(0.5, 2.0), (1.0, 8.0), (3.0, 3.0)])),
+    st.tuples(st.just("materialise")),
     st.tuples(st.just("allocate"), st.integers(0, 30)),
     st.tuples(st.just("consume"), st.integers(0, 30), st.floats(0.01, 1.2)),
     st.tuples(st.just("release"), st.integers(0, 30)),
@@ -64,6 +69,28 @@ def run_sequence(mode: str, ops: list[tuple[object, ...]]) -> None:
                 )
                 unlock.on_claim_submitted(ledger, claim, float(step))
                 submitted += 1
+            elif kind == "submit_flexible":
+                # Any `op[1]` of the blocks with room, chosen at every materialisation.
+                value = float(op[2])
+                demand = {"epsilon": value} if mode == "basic" else {"zcdp": value / 10}
+                extra = {"max_blocks": op[1]} if op[3] else {"min_blocks": op[1]}
+                body = {"id": f"c{submitted}", "blocks": {"dataset": "default"}, **extra}
+                claim = ledger.submit({**body, "demand": demand}, time=float(step))
+                unlock.on_claim_submitted(ledger, claim, float(step))
+                submitted += 1
+            elif kind == "submit_elastic":
+                if mode == "basic":
+                    continue  # ranges need rdp accounting
+                low, high = op[1]
+                demand = {"mechanism": "gaussian", "epsilon": [low, high], "delta": 1e-6}
+                claim = ledger.submit(
+                    {"id": f"c{submitted}", "blocks": ["b0", "b1"], "demand": demand},
+                    time=float(step),
+                )
+                unlock.on_claim_submitted(ledger, claim, float(step))
+                submitted += 1
+            elif kind == "materialise":
+                ledger.materialise(float(step))
             elif kind == "allocate":
                 ledger.allocate(claim_id, request_id=f"r{step}", time=float(step))
             elif kind == "consume":
