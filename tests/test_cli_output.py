@@ -136,6 +136,7 @@ def test_schedule_reports_chosen_blocks_data_and_elastic_grants(tmp_path: Path) 
         "chosen_blocks": ["old", "mid"],  # "new" is too small for it
         "actual_data": 900,
         "granted_epsilon": None,
+        "granted_fraction": None,
         "noise": None,
     }
     assert 0.5 <= grants["sgd"]["granted_epsilon"] <= 3.0

@@ -137,8 +137,11 @@ def test_elastic_grants_replay_and_round_trip_exactly() -> None:
     engine = Engine(ledger, AllUnlocked(), "dpack")
     engine.add_block(BlockSpec(id="b0", capacity=[8.0] * len(ALPHAS)), 0.0)
     engine.submit({"id": "job", "blocks": ["b0"], "demand": sgd(1.0, 8.0)}, 0.0)
+    vector = {"rdp": [1.0] * 5}
+    body = {"id": "vec", "blocks": ["b0"], "demand": vector, "min_demand": {"rdp": [0.1] * 5}}
+    engine.submit(body, 0.0)
     engine.round(0.0)
-    assert "expand" in [op for op, _ in log]
+    assert [op for op, _ in log].count("expand") == 2
     copy = Ledger(Accounting("rdp", ALPHAS))
     for op, args in log:
         apply(copy, op, args)
@@ -159,3 +162,27 @@ def test_ranges_are_checked() -> None:
     ):
         with pytest.raises(InputError, match=message):
             ledger.submit({"id": "x", "blocks": ["b0"], "demand": bad}, 0.0)
+
+
+def test_min_demand_grows_the_most_of_the_way_to_demand_that_fits() -> None:
+    engine = engine_with([1.25])
+    body = {"id": "v", "blocks": ["b0"], "demand": {"rdp": [2.0] * 5}}
+    engine.submit({**body, "min_demand": {"rdp": [0.5] * 5}}, 0.0)
+    assert engine.round(0.0).granted == ["v"]
+    claim = engine.ledger.claim("v")
+    assert claim.grant is not None
+    assert claim.grant["fraction"] == pytest.approx(0.5, abs=1e-6)
+    assert (claim.demand[0] <= 1.25).all() and claim.demand[0][0] == pytest.approx(1.25, abs=2e-6)
+    assert engine.ledger.invariant_violations() == []
+    copy = Ledger.from_arrays(engine.ledger.to_arrays())
+    assert copy.to_dict() == engine.ledger.to_dict()
+
+
+def test_min_demand_is_checked() -> None:
+    ledger = engine_with([1.0]).ledger
+    body = {"id": "v", "blocks": ["b0"], "demand": {"rdp": [1.0] * 5}}
+    with pytest.raises(InputError, match="must not exceed 'demand'") as over:
+        ledger.submit({**body, "min_demand": {"rdp": [2.0] * 5}}, 0.0)
+    assert over.value.field == "tasks.v.min_demand"
+    with pytest.raises(InputError, match="goes with an explicit 'demand'"):
+        ledger.submit({**body, "demand": {"zcdp": 0.1}, "min_demand": {"rdp": [0.1] * 5}}, 0.0)

@@ -101,6 +101,7 @@ class BatchBuilder:
         self._min_blocks: list[int] = []
         self._flex: list[Flex | None] = []
         self._elastic: list[ElasticDemand | None] = []
+        self._ceiling: list[np.ndarray | None] = []
         self._block_ids: list[tuple[str, ...]] = []
         self._counts: list[int] = []
         self._flat_index: list[int] = []
@@ -146,6 +147,7 @@ class BatchBuilder:
         )
         self._flex.append(flex)
         self._elastic.append(spec.demand if isinstance(spec.demand, ElasticDemand) else None)
+        self._ceiling.append(self._ledger.ceiling_row(spec, field))
         self._row_start.append(len(self._rows))
         self._per_block.append(True)
         self._rows.extend(rows)
@@ -204,6 +206,7 @@ class BatchBuilder:
         self._min_blocks.append(1)
         self._flex.append(None)
         self._elastic.append(None)
+        self._ceiling.append(None)
         self._counts.append(len(index))
         self._flat_index.extend(index)
         self._block_ids.append(block_ids)
@@ -352,4 +355,5 @@ class BatchBuilder:
             demand=rows[entry_row] if rows.size else np.zeros((0, self._dims)),
             flex=self._flex if any(f is not None for f in self._flex) else None,
             elastic=self._elastic if any(e is not None for e in self._elastic) else None,
+            ceiling=self._ceiling if any(c is not None for c in self._ceiling) else None,
         )

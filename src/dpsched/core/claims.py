@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from dpsched.budget import MAX_BUDGET, DemandSpec
-from dpsched.budget.demand import ElasticDemand
+from dpsched.budget.demand import ElasticDemand, EpsilonDemand, RdpDemand
 from dpsched.core.flexible import FLEXIBLE_KEYS, Flex
 from dpsched.core.selectors import BlockSelector
 
@@ -41,6 +41,9 @@ class ClaimSpec(BaseModel):
     demand_by_block: dict[str, DemandSpec] | None = None
     min_blocks: PositiveInt = 1
     max_blocks: PositiveInt | None = None
+    min_demand: DemandSpec | None = None
+    """With an explicit `demand`: the least the claim accepts; the grant is the most of
+    the way from here to `demand` that fits (elastic, like an epsilon range)."""
     min_data: NonNegativeInt | None = None
     """Records (block `size`) the claim needs at least (flexible claims)."""
     expected_data: PositiveInt | None = None
@@ -59,6 +62,13 @@ class ClaimSpec(BaseModel):
             raise ValueError("'blocks' is required unless 'demand_by_block' names the blocks")
         if self.max_blocks is not None and self.max_blocks < self.min_blocks:
             raise ValueError("max_blocks must be >= min_blocks")
+        if self.min_demand is not None:
+            explicit = (EpsilonDemand, RdpDemand)
+            if not (isinstance(self.demand, explicit) and isinstance(self.min_demand, explicit)):
+                raise ValueError(
+                    "min_demand goes with an explicit 'demand' (epsilon or rdp); "
+                    "a mechanism takes an epsilon range instead"
+                )
         ranged = self.demand_by_block and any(
             isinstance(d, ElasticDemand) for d in self.demand_by_block.values()
         )
@@ -111,7 +121,10 @@ class Claim:
     elastic: ElasticDemand | None = None
     """Set for an epsilon range: its rows are the range's minimum until it is granted."""
     grant: dict[str, float] | None = None
-    """What an elastic claim was granted: `epsilon` and the noise to run with."""
+    """What an elastic claim was granted: `epsilon` and the noise to run with (a range
+    of explicit vectors: the `fraction` of the way from `min_demand` to `demand`)."""
+    ceiling: np.ndarray | None = None
+    """With `min_demand`: the full demand row; the claim's rows hold the minimum."""
 
     def __post_init__(self) -> None:
         if self.allocated.shape != self.demand.shape:
@@ -144,6 +157,7 @@ class Claim:
             "flex": None if self.flex is None else self.flex.to_dict(),
             "elastic": None if self.elastic is None else self.elastic.model_dump(mode="json"),
             "grant": self.grant,
+            "ceiling": None if self.ceiling is None else self.ceiling.tolist(),
         }
 
     @classmethod
@@ -169,6 +183,7 @@ class Claim:
             flex=Flex.from_dict(data["flex"]) if data.get("flex") else None,
             elastic=ElasticDemand.model_validate(data["elastic"]) if data.get("elastic") else None,
             grant=data.get("grant"),
+            ceiling=None if data.get("ceiling") is None else np.asarray(data["ceiling"], float),
         )
 
 
@@ -194,6 +209,8 @@ class ClaimBatch:
     """Per claim, what a flexible claim asked for (None: every claim is fixed)."""
     elastic: list[ElasticDemand | None] | None = None
     """Per claim, an epsilon range (None: no claim has one)."""
+    ceiling: list[np.ndarray | None] | None = None
+    """Per claim, the full demand row of a claim with `min_demand`."""
 
     @property
     def n(self) -> int:

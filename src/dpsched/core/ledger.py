@@ -244,6 +244,7 @@ class Ledger:
             demand=demand,
             flex=flex,
             elastic=spec.demand if isinstance(spec.demand, ElasticDemand) else None,
+            ceiling=self.ceiling_row(spec, field),
         )
         if flex is not None:
             reason = self._flex_rejection(flex)
@@ -333,6 +334,8 @@ class Ledger:
             claims[i].flex = flex
         for i, elastic in enumerate(batch.elastic or []):
             claims[i].elastic = elastic
+        for i, ceiling in enumerate(batch.ceiling or []):
+            claims[i].ceiling = ceiling
         for i in np.flatnonzero(rejected).tolist():
             claim = claims[i]
             lo, hi = bounds[i], bounds[i + 1]
@@ -364,7 +367,7 @@ class Ledger:
         if not spec.flexible:
             return None
         assert spec.blocks is not None and spec.demand is not None
-        row = self.accounting.demand_vector(spec.demand, f"{field}.demand")
+        row = self.held_row(spec, field)
         return Flex(
             selector=spec.blocks,
             row=row,
@@ -469,38 +472,45 @@ class Ledger:
 
     # -------------------------------------------------------- elastic claims
     def expand(self, claim_id: str, *, time: float) -> Claim:
-        """Grow a just-allocated elastic claim to the most of its epsilon range that its
-        blocks hold now: the least noise, by bisection, whose curve fits the unlocked
-        budget plus what the claim already holds (its minimum). Records the granted
-        epsilon and the noise to run with; the demand charged is that mechanism's curve."""
+        """Grow a just-allocated elastic claim to the most of its range that its blocks
+        hold now (the unlocked budget plus the minimum it holds). An epsilon range: the
+        least noise whose curve fits, by bisection; it records the granted epsilon and
+        the noise to run with, and is charged that mechanism's curve. `min_demand`: the
+        largest fraction of the way to `demand` that fits."""
         claim = self.claim(claim_id)
         self._expect(claim, ClaimState.ALLOCATED, "expand")
-        spec = claim.elastic
-        if spec is None or claim.grant is not None or claim.consumed.any():
+        spec, ceiling = claim.elastic, claim.ceiling
+        if (spec is None and ceiling is None) or claim.grant is not None or claim.consumed.any():
             raise LedgerError(f"claim {claim_id}", "only a fresh elastic grant can grow")
         rows = claim.block_index
         room = self.unlocked[rows] + claim.allocated
         usable = self.usable[rows]
-        least, most = self.accounting.elastic_noise(spec)
 
-        def demand_at(noise: float) -> np.ndarray:
-            row = self.accounting.elastic_curve(spec, noise)
-            return self.stored_demand(np.tile(row, (rows.size, 1)), rows)
+        def holds(demand: np.ndarray) -> bool:
+            return bool(rows_fit(demand, room, usable).all())
 
-        def holds(noise: float) -> bool:
-            return bool(rows_fit(demand_at(noise), room, usable).all())
+        if spec is not None:
+            least, most = self.accounting.elastic_noise(spec)
 
-        chosen = most
-        if holds(least):
-            chosen = least
+            def at_noise(noise: float) -> np.ndarray:
+                row = self.accounting.elastic_curve(spec, noise)
+                return self.stored_demand(np.tile(row, (rows.size, 1)), rows)
+
+            noise = _most_that_fits(lambda x: holds(at_noise(x)), good=most, bad=least)
+            demand = at_noise(noise)
+            grant = {"epsilon": elastic_epsilon(spec, noise), spec.noise_name: noise}
         else:
-            low, high = least, most  # low does not fit, high does (the minimum it holds)
-            while high - low > ELASTIC_TOLERANCE * high:
-                middle = 0.5 * (low + high)
-                low, high = (low, middle) if holds(middle) else (middle, high)
-            chosen = high
-        demand = demand_at(chosen)
-        grant = {"epsilon": elastic_epsilon(spec, chosen), spec.noise_name: chosen}
+            assert ceiling is not None
+            floor = claim.demand.copy()
+            top = self.stored_demand(np.tile(ceiling, (rows.size, 1)), rows)
+
+            def at_fraction(t: float) -> np.ndarray:
+                stretched: np.ndarray = np.minimum(floor + t * (top - floor), top)
+                return stretched
+
+            fraction = _most_that_fits(lambda t: holds(at_fraction(t)), good=0.0, bad=1.0)
+            demand = at_fraction(fraction)
+            grant = {"fraction": fraction}
         self._set_grant(claim, demand, grant)
         if self.listener is not None:
             self.listener(
@@ -553,7 +563,7 @@ class Ledger:
     def demand_rows(self, spec: ClaimSpec, block_ids: list[str], field: str) -> np.ndarray:
         """The claim's demand, one row per selected block, as the user stated it."""
         if spec.demand is not None:
-            row = self.accounting.demand_vector(spec.demand, f"{field}.demand")
+            row = self.held_row(spec, field)
             demand = np.empty((len(block_ids), row.size))
             demand[:] = row
             return demand
@@ -569,6 +579,24 @@ class Ledger:
             for b in block_ids
         ]
         return np.vstack(rows) if rows else np.zeros((0, self.accounting.dims))
+
+    def held_row(self, spec: ClaimSpec, field: str) -> np.ndarray:
+        """The demand row a claim holds until granted: its `min_demand` if it gives one."""
+        assert spec.demand is not None
+        if spec.min_demand is not None:
+            return self.accounting.demand_vector(spec.min_demand, f"{field}.min_demand")
+        return self.accounting.demand_vector(spec.demand, f"{field}.demand")
+
+    def ceiling_row(self, spec: ClaimSpec, field: str) -> np.ndarray | None:
+        """The full demand of a claim with `min_demand` (None without one)."""
+        if spec.min_demand is None:
+            return None
+        assert spec.demand is not None
+        full = self.accounting.demand_vector(spec.demand, f"{field}.demand")
+        least = self.accounting.demand_vector(spec.min_demand, f"{field}.min_demand")
+        if (least > full).any():
+            raise InputError(f"{field}.min_demand", "must not exceed 'demand' at any order")
+        return full
 
     def stored_demand(self, demand: np.ndarray, index: np.ndarray) -> np.ndarray:
         """Demand as the ledger keeps it: a value no block could ever hold (infinite, or
@@ -953,6 +981,9 @@ class Ledger:
                 [c.elastic.model_dump_json() if c.elastic else "" for c in claims]
             ),
             "claim_grant": _pack([json.dumps(c.grant) if c.grant else "" for c in claims]),
+            "claim_ceiling": _pack(
+                [json.dumps(c.ceiling.tolist()) if c.ceiling is not None else "" for c in claims]
+            ),
             "claim_indptr": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
             "claim_block_index": (
                 np.concatenate([c.block_index for c in claims]).astype(np.int64)
@@ -1002,6 +1033,7 @@ class Ledger:
         flexes = _unpack(arrays["claim_flex"]) if "claim_flex" in arrays else None
         elastics = _unpack(arrays["claim_elastic"]) if "claim_elastic" in arrays else None
         grants = _unpack(arrays["claim_grant"]) if "claim_grant" in arrays else None
+        ceilings = _unpack(arrays["claim_ceiling"]) if "claim_ceiling" in arrays else None
         weights = arrays["claim_weight"].tolist()
         arrivals = arrays["claim_arrival"].tolist()
         for i, claim_id in enumerate(_unpack(arrays["claim_ids"])):
@@ -1029,6 +1061,11 @@ class Ledger:
                     else None
                 ),
                 grant=json.loads(grants[i]) if grants and grants[i] else None,
+                ceiling=(
+                    np.asarray(json.loads(ceilings[i]), dtype=float)
+                    if ceilings and ceilings[i]
+                    else None
+                ),
             )
         claims = list(ledger._claims.values())
         for i in arrays["pending"].tolist():
@@ -1087,6 +1124,17 @@ def _unpack(packed: np.ndarray) -> list[str]:
     return strings
 
 
+def _most_that_fits(holds: Callable[[float], bool], *, good: float, bad: float) -> float:
+    """The point nearest `bad` at which `holds` (monotone between them) is still true:
+    `bad` itself if it holds, else bisection to ELASTIC_TOLERANCE, ending where it holds."""
+    if holds(bad):
+        return bad
+    while abs(bad - good) > ELASTIC_TOLERANCE * max(abs(good), abs(bad), 1e-12):
+        middle = 0.5 * (good + bad)
+        good, bad = (middle, bad) if holds(middle) else (good, middle)
+    return good
+
+
 def _rejection(block_ids: tuple[str, ...], ok: np.ndarray, min_blocks: int) -> str | None:
     """Why a claim can never run (None if it might): too few blocks, or a block whose
     whole capacity is smaller than the demand at every order."""
@@ -1142,6 +1190,8 @@ def _submitted(claim: Claim, min_blocks: int, time: float) -> dict[str, Any]:
     flex = {} if claim.flex is None else {"flex": claim.flex.to_dict()}
     if claim.elastic is not None:
         flex["elastic"] = claim.elastic.model_dump(mode="json")
+    if claim.ceiling is not None:
+        flex["ceiling"] = claim.ceiling.tolist()
     return {
         **flex,
         "claim": {

@@ -44,7 +44,7 @@ def apply(ledger: Ledger, op: str, args: dict[str, Any]) -> None:
     elif op == "unlock":
         ledger.unlock(np.asarray(args["fraction"], dtype=float), np.asarray(args["index"]))
     elif op == "submit":
-        batch = _one_claim(ledger, args["claim"], args.get("flex"), args.get("elastic"))
+        batch = _one_claim(ledger, args)
         ledger.submit_batch(batch, time=float(args["time"]))
     elif op == "reserve":
         amount = np.asarray(args["amount"], dtype=float)
@@ -77,12 +77,11 @@ def apply(ledger: Ledger, op: str, args: dict[str, Any]) -> None:
         raise InputError("op", f"unknown operation {op!r}; one of {', '.join(OPERATIONS)}")
 
 
-def _one_claim(
-    ledger: Ledger,
-    claim: dict[str, Any],
-    flex: dict[str, Any] | None,
-    elastic: dict[str, Any] | None,
-) -> ClaimBatch:
+def _one_claim(ledger: Ledger, args: dict[str, Any]) -> ClaimBatch:
+    """A reported submission as a one-claim batch (with what makes it flexible or
+    elastic, when it is)."""
+    claim = args["claim"]
+    flex, elastic, ceiling = args.get("flex"), args.get("elastic"), args.get("ceiling")
     block_ids = tuple(claim["block_ids"])
     dims = ledger.accounting.dims
     timeout = claim["timeout"]
@@ -98,4 +97,5 @@ def _one_claim(
         demand=np.asarray(claim["demand"], dtype=float).reshape(len(block_ids), dims),
         flex=None if flex is None else [Flex.from_dict(flex)],
         elastic=None if elastic is None else [ElasticDemand.model_validate(elastic)],
+        ceiling=None if ceiling is None else [np.asarray(ceiling, dtype=float)],
     )

@@ -45,7 +45,8 @@ def schedule_report(
 
     `grants` has, per allocated claim, the blocks it got (`chosen_blocks`: a flexible
     claim's choice), their records (`actual_data`), and for an epsilon range the
-    `granted_epsilon` and the `noise` to run with (null otherwise).
+    `granted_epsilon` and the `noise` to run with, for `min_demand` the
+    `granted_fraction` of the way to `demand` (null otherwise).
 
     `rejected` lists {id, reason} for claims that can never run; `unallocated` lists
     {id, reason} for claims still waiting (the first `explain` of them; None: all),
@@ -102,5 +103,6 @@ def _grant(ledger: Ledger, claim_id: str) -> dict[str, Any]:
         "chosen_blocks": list(claim.block_ids),
         "actual_data": ledger.data_of(claim),
         "granted_epsilon": grant.get("epsilon"),
-        "noise": {k: v for k, v in grant.items() if k != "epsilon"} or None,
+        "granted_fraction": grant.get("fraction"),
+        "noise": {k: v for k, v in grant.items() if k not in ("epsilon", "fraction")} or None,
     }

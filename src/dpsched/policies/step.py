@@ -113,6 +113,7 @@ def _grant(ledger: Ledger, pending: PendingArrays, result: PolicyResult, time: f
         ledger.allocate(claim_id, request_id=f"allocate:{claim_id}", time=time)
         granted.append(claim_id)
     for claim_id in granted:
-        if ledger.claim(claim_id).elastic is not None:
+        claim = ledger.claim(claim_id)
+        if claim.elastic is not None or claim.ceiling is not None:
             ledger.expand(claim_id, time=time)
     return granted
