@@ -135,7 +135,11 @@ class Accounting:
         if isinstance(spec, ElasticDemand):
             if self.mode != "rdp":
                 raise InputError(f"{field}.epsilon", "an epsilon range needs accounting: rdp")
-            return self.elastic_curve(spec, self.elastic_noise(spec)[1])
+            try:
+                most = self.elastic_noise(spec)[1]
+            except InputError as exc:
+                raise InputError(f"{field}.epsilon", exc.reason) from None
+            return self.elastic_curve(spec, most)
         if not isinstance(spec, DpEventDemand):
             return self._priced(spec)
         check_event(spec, self.alphas, self.mode == "basic", f"{field}.dp_event")
@@ -150,8 +154,12 @@ class Accounting:
         return noise_for(spec, high), noise_for(spec, low)
 
     def elastic_curve(self, spec: ElasticDemand, noise: float) -> np.ndarray:
-        """What an elastic demand costs when run with `noise`."""
-        return self._priced(spec.at(noise))
+        """What an elastic demand costs when run with `noise` (infinite where the
+        accountant overflows: so little noise never fits anywhere)."""
+        try:
+            return self._priced(spec.at(noise))
+        except (ArithmeticError, ValueError):
+            return np.full(self.dims, np.inf)
 
     def _priced(self, spec: PricedSpec) -> np.ndarray:
         if self.mode == "basic":

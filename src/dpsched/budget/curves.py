@@ -249,12 +249,30 @@ def noise_for(spec: ElasticDemand, epsilon: float) -> float:
     `calibrate_dp_mechanism` over its RDP accountant, checked (and nudged up) so that
     the epsilon it reports never exceeds the target."""
     if spec.mechanism == "laplace":
-        return spec.steps / epsilon
+        noise = spec.steps / epsilon
+        while elastic_epsilon(spec, noise) > epsilon:  # the division may round down
+            noise = float(np.nextafter(noise, math.inf))
+        return noise
+    from dp_accounting import mechanism_calibration
+
+    refusals = (mechanism_calibration.NoBracketIntervalFoundError, ValueError, ArithmeticError)
+    try:
+        noise = _calibrated(spec, epsilon)
+    except refusals as exc:
+        raise InputError(
+            "epsilon", f"dp-accounting finds no noise for epsilon {epsilon:g}: {exc}"
+        ) from None
+    while elastic_epsilon(spec, noise) > epsilon:
+        noise *= 1.0 + 1e-9
+    return noise
+
+
+def _calibrated(spec: ElasticDemand, epsilon: float) -> float:
     from dp_accounting import mechanism_calibration, rdp
 
     assert spec.delta is not None
     with _quiet():
-        noise = float(
+        return float(
             mechanism_calibration.calibrate_dp_mechanism(
                 lambda: rdp.RdpAccountant(orders=list(CALIBRATION_ORDERS)),
                 lambda value: _event_at(spec, value),
@@ -265,9 +283,6 @@ def noise_for(spec: ElasticDemand, epsilon: float) -> float:
                 tol=1e-9 * max(1.0, epsilon),
             )
         )
-    while elastic_epsilon(spec, noise) > epsilon:
-        noise *= 1.0 + 1e-9
-    return noise
 
 
 def elastic_epsilon(spec: ElasticDemand, noise: float) -> float:
