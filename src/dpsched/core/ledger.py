@@ -330,7 +330,7 @@ class Ledger:
                 strict=True,
             )
         ]
-        for i, flex in enumerate(flexes):
+        for i, flex in enumerate(batch.flex or []):
             claims[i].flex = flex
         for i, elastic in enumerate(batch.elastic or []):
             claims[i].elastic = elastic
