@@ -1,8 +1,10 @@
 """Which blocks a claim asks for: explicit ids, a dataset filtered by dimensions, or the N newest.
 
-Selectors are resolved once, when the claim is submitted, against the blocks the
-ledger holds then: a claim's block set never changes afterwards, which is what
-makes all-or-nothing allocation well defined. Where every block is known up front
+A fixed claim's selector is resolved once, when it is submitted, against the blocks
+the ledger holds then: its block set never changes afterwards, which is what makes
+all-or-nothing allocation well defined. A flexible claim (`core.flexible`) keeps its
+selector and re-resolves it before every round, so blocks that arrive later count for
+it. Where every block is known up front
 (offline instances), `unmatchable` turns a selector that can never match (a typo
 in a dataset or dimension name) into an input error instead of a silent rejection.
 """
