@@ -8,7 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dpsched.budget import MAX_BUDGET
 
-DimensionValue = float | int | str
+DimensionValue = float | int | str | tuple[float, float]
+"""A block's coordinate along a dimension: a number (a day), a word (a country), or a
+half-open range [low, high) written as a two-number list (a group of user ids)."""
 
 
 class BlockSpec(BaseModel):
@@ -26,6 +28,13 @@ class BlockSpec(BaseModel):
     size: int | None = Field(
         None, ge=0, description="records in the block (public metadata; flexible claims count it)"
     )
+
+    @model_validator(mode="after")
+    def _ranges_are_ordered(self) -> Self:
+        for name, value in self.dimensions.items():
+            if isinstance(value, tuple) and not value[0] < value[1]:
+                raise ValueError(f"dimension {name!r}: a range [low, high) needs low < high")
+        return self
 
     @model_validator(mode="after")
     def _budget_given_once(self) -> Self:

@@ -14,14 +14,24 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, PositiveInt, Tag, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PositiveInt,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from dpsched.core.blocks import BlockSpec, DimensionValue
 
 _CONDITION = re.compile(r"^\s*([A-Za-z_][\w.-]*)\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
 _WORD = re.compile(r"^[A-Za-z_][\w.-]*$")
+_RANGE = re.compile(r"^\s*([A-Za-z_][\w.-]*)\s+in\s+\[([^,\]]+),([^,\])]+)\)\s*$")
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt,
     "<=": operator.le,
@@ -33,7 +43,10 @@ _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
 
 
 class Condition(BaseModel):
-    """`dimension op value`, e.g. `time >= 10` or `country == "fr"`."""
+    """`dimension op value`, e.g. `time >= 10` or `country == "fr"`, or a half-open
+    range `dimension in [low, high)`, e.g. `user_id in [0, 5000)`: a block's number
+    lies in it, or a block's own range (a user group) lies within it. Comparisons other
+    than `in` never hold for a block whose dimension is a range."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -41,8 +54,30 @@ class Condition(BaseModel):
     op: str
     value: DimensionValue
 
+    @model_validator(mode="after")
+    def _operator_fits_value(self) -> Self:
+        if self.op not in _OPERATORS and self.op != "in":
+            raise ValueError(f"unknown operator {self.op!r}; one of {', '.join(_OPERATORS)}, in")
+        if (self.op == "in") != isinstance(self.value, tuple):
+            raise ValueError("'in' takes a range [low, high), and only 'in' does")
+        if isinstance(self.value, tuple) and not self.value[0] < self.value[1]:
+            raise ValueError("a range [low, high) needs low < high")
+        return self
+
     @classmethod
     def parse(cls, text: str) -> Condition:
+        ranged = _RANGE.match(text)
+        if ranged is not None:
+            name, low, high = ranged.groups()
+            try:
+                bounds = (float(low), float(high))
+            except ValueError:
+                raise ValueError(
+                    f"cannot parse condition {text!r}: range bounds must be numbers"
+                ) from None
+            if not bounds[0] < bounds[1]:
+                raise ValueError(f"condition {text!r}: a range [low, high) needs low < high")
+            return cls(dimension=name, op="in", value=bounds)
         match = _CONDITION.match(text)
         if match is None:
             raise ValueError(f"cannot parse condition {text!r}: expected 'dimension op value'")
@@ -68,11 +103,19 @@ class Condition(BaseModel):
         if self.dimension not in dimensions:
             return False
         actual = dimensions[self.dimension]
-        if isinstance(actual, str) != isinstance(self.value, str):
+        if self.op == "in":
+            assert isinstance(self.value, tuple)
+            low, high = self.value
+            if isinstance(actual, tuple):
+                return low <= actual[0] and actual[1] <= high
+            return not isinstance(actual, str) and low <= actual < high
+        if isinstance(actual, tuple) or isinstance(actual, str) != isinstance(self.value, str):
             return False
         return _OPERATORS[self.op](actual, self.value)
 
     def __str__(self) -> str:
+        if isinstance(self.value, tuple):
+            return f"{self.dimension} in [{self.value[0]:g}, {self.value[1]:g})"
         return f"{self.dimension} {self.op} {self.value}"
 
 
