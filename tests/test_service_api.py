@@ -402,6 +402,8 @@ def test_flexible_claims_report_the_chosen_blocks_and_their_data(service: Servic
             "demand": {"rdp": [0.5, 0.5, 0.5]},
         }
         assert tenant.post("/v1/claims", json=body).status_code == 201
+        dry = tenant.post("/v1/claims:dry-run", json={**body, "id": "d"}).json()
+        assert list(dry["blocks"]) == [f"{dataset}-0", f"{dataset}-1"] and dry["fits_now"]
         schedule(service)
         granted = tenant.get("/v1/claims/f").json()
         assert granted["state"] == "allocated"

@@ -539,6 +539,14 @@ class Ledger:
         """Records in the claim's blocks (their `size`; a block without one counts 0)."""
         return sum(self._blocks[j].size or 0 for j in claim.block_index.tolist())
 
+    def resolve_blocks(self, spec: ClaimSpec, field: str) -> list[str]:
+        """The blocks the claim would read now: its selection, or a flexible claim's
+        current choice (what a dry run shows)."""
+        flex = self.flex_of(spec, field)
+        if flex is None:
+            return self.select_blocks(spec, field)
+        return [self._blocks[j].id for j in self.materialised(flex)]
+
     def select_blocks(self, spec: ClaimSpec, field: str) -> list[str]:
         """The ids a claim reads: its selector over the current blocks (or the blocks of
         its `demand_by_block`), at most `max_blocks` of them (the most recent)."""
