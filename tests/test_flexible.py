@@ -11,11 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dpsched.budget import Accounting
-from dpsched.core import AllUnlocked, BlockSpec, ClaimState, Ledger
+from dpsched.core import AllUnlocked, BlockSpec, ClaimState, Ledger, waiting_reasons
 from dpsched.core.flexible import Flex, choose
 from dpsched.core.operations import apply
 from dpsched.core.selectors import DatasetSelector
 from dpsched.engine import Engine
+from dpsched.errors import LedgerError
 
 
 def brute_force(flex: Flex, recent: list[int], fits: list[bool], sizes: list[int]) -> list[int]:
@@ -165,3 +166,21 @@ def test_data_amounts_need_a_selector(field: str) -> None:
     ledger = ledger_with([1.0])
     with pytest.raises(Exception, match="need 'blocks'"):
         ledger.submit({"id": "x", "demand_by_block": {"b0": {"epsilon": 0.1}}, field: 1}, 0.0)
+
+
+def test_a_claim_without_a_valid_choice_waits_aside_and_is_never_granted() -> None:
+    ledger = ledger_with([1.0])
+    engine = Engine(ledger, AllUnlocked(), "fcfs")
+    engine.submit(claim(min_blocks=2, timeout=10), 0.0)
+    assert engine.round(0.0).granted == []  # its one matching block is not enough
+    assert ledger.waits_aside("c")
+    reason = "waits for at least 2 matching blocks with room for it (its current best: b0)"
+    assert waiting_reasons(ledger) == {"c": reason}
+    with pytest.raises(LedgerError, match="waits for at least 2"):
+        ledger.allocate("c", request_id="try", time=1.0)
+    engine.add_block(BlockSpec(id="b1", epsilon=1.0, arrival=1), 1.0)
+    assert engine.round(1.0).granted == ["c"] and not ledger.waits_aside("c")
+    copy = Ledger.from_arrays(ledger.to_arrays())
+    assert copy.to_dict() == ledger.to_dict()
+    engine.submit({**claim(min_blocks=3, timeout=2), "id": "late"}, 1.0)
+    assert engine.round(5.0).expired == ["late"]  # aside claims time out like any other

@@ -128,7 +128,7 @@ def check_fit_answers(ledger: Ledger) -> None:
     now = ledger.pending_fit()
     arrays = now.view.arrays
     fast = {str(arrays.ids[i]): bool(now.fit[i]) for i in range(arrays.n) if now.view.alive[i]}
-    pending = ledger.pending()
+    pending = [c for c in ledger.pending() if not ledger.waits_aside(c.id)]
     usable = ledger.usable
     slow = {
         c.id: fits(c.demand, ledger.unlocked[c.block_index], usable[c.block_index]) for c in pending

@@ -133,7 +133,7 @@ class BatchBuilder:
             rows: Any = self._ledger.demand_rows(spec, block_ids, field)
             index = [self._where[b] for b in block_ids]
         else:
-            index = self._ledger.materialised(flex)
+            index, _valid = self._ledger.materialised(flex)
             rows = [flex.row] * len(index)
         timeout = math.nan if spec.timeout is None else spec.timeout
         self._append(

@@ -61,13 +61,19 @@ def waiting_reasons(ledger: Ledger, limit: int | None = None) -> dict[str, str]:
         keep = np.zeros(arrays.n, dtype=bool)
         keep[:limit] = True
         arrays = arrays.subset(keep)
-    return _explain(ledger, arrays)
+    reasons = _explain(ledger, arrays)
+    for claim_id in ledger.aside():  # flexible claims with no valid choice: not in the arrays
+        if limit is None or len(reasons) < limit:
+            reasons[claim_id] = ledger.aside_reason(claim_id)
+    return reasons
 
 
 def waiting_reason(ledger: Ledger, claim: Claim) -> str:
     """Why one pending claim waits (its own reservation counts as available to it)."""
     if claim.state is not ClaimState.PENDING:
         return f"not pending: {claim.state.value}"
+    if ledger.waits_aside(claim.id):
+        return ledger.aside_reason(claim.id)
     rows = claim.block_index
     room = ledger.unlocked[rows] + claim.reserved + TOLERANCE
     if ((claim.demand <= room) & ledger.usable[rows]).any(axis=1).all():

@@ -76,6 +76,9 @@ class Ledger:
         self._pending: dict[str, None] = {}
         self._pending_flex: dict[str, None] = {}
         """pending flexible claims (re-materialised before every round)"""
+        self._aside: dict[str, None] = {}
+        """pending flexible claims with no valid block choice now: kept out of the pending
+        arrays, so no policy can grant them on the blocks they are shown with"""
         self._pending_index = PendingIndex(dims)
         self.revision = 0
         """Bumped by every change to claims or to granted budget (not by unlocking), so
@@ -230,7 +233,8 @@ class Ledger:
             block_ids = self.select_blocks(spec, field)
             rows = self.demand_rows(spec, block_ids, field)
         else:
-            block_ids = [self._blocks[j].id for j in self.materialised(flex)]
+            chosen, valid = self.materialised(flex)
+            block_ids = [self._blocks[j].id for j in chosen]
             rows = np.tile(flex.row, (len(block_ids), 1))
         index = np.array([self._block_index[b] for b in block_ids], dtype=np.int64)
         demand = self.stored_demand(rows.reshape(len(block_ids), self.accounting.dims), index)
@@ -259,7 +263,9 @@ class Ledger:
             self._pending[claim.id] = None
             if claim.flex is not None:
                 self._pending_flex[claim.id] = None
-            if claim.block_index.size:  # a flexible claim that matches nothing yet waits aside
+            if flex is not None and not valid:
+                self._aside[claim.id] = None
+            else:
                 self._pending_index.add(claim)
         self.revision += 1
         if self.listener is not None:
@@ -351,7 +357,13 @@ class Ledger:
             self._pending_flex.update(
                 (claims[i].id, None) for i in pending.tolist() if claims[i].flex is not None
             )
-            indexed = pending[counts[pending] > 0]
+            aside = [
+                i
+                for i in pending.tolist()
+                if flexes[i] is not None and not self._valid_now(claims[i])
+            ]
+            self._aside.update((claims[i].id, None) for i in aside)
+            indexed = np.setdiff1d(pending, np.asarray(aside, dtype=np.int64))
             if indexed.size:
                 self._pending_index.add_many(_batch_arrays(batch, claims, demand, indexed))
         self.revision += 1
@@ -383,24 +395,50 @@ class Ledger:
         recent = matching[::-1]
         return recent, [self._blocks[j].size or 0 for j in recent]
 
-    def materialised(self, flex: Flex) -> list[int]:
-        """The block set a flexible claim reads now: the rule's choice on the unlocked
-        budget; if nothing is valid now, its choice on all the budget that may still
-        unlock (or, failing that, its most recent matching blocks), so that its reason
-        names the blocks it waits for."""
+    def materialised(self, flex: Flex) -> tuple[list[int], bool]:
+        """The block set a flexible claim reads now, and whether it is a valid choice:
+        the rule's choice on the unlocked budget; if nothing is valid now, its choice on
+        all the budget that may still unlock (or, failing that, its most recent matching
+        blocks), so that its reason names the blocks it waits for (not valid: the claim
+        waits aside, where no policy can grant it)."""
         recent, sizes = self._flex_candidates(flex)
         if not recent:
-            return []
+            return [], False
         rows = np.asarray(recent, dtype=np.int64)
         demand = np.broadcast_to(flex.row, (rows.size, flex.row.size))
         usable = self.usable[rows]
-        for available in (self.unlocked[rows], self.unlocked[rows] + self.locked[rows]):
+        for valid, available in (
+            (True, self.unlocked[rows]),
+            (False, self.unlocked[rows] + self.locked[rows]),
+        ):
             fit = rows_fit(demand, available, usable).tolist()
             chosen = choose(flex, recent, fit, sizes)
             if chosen:
-                return sorted(chosen)
+                return sorted(chosen), valid
         cap = len(recent) if flex.max_blocks is None else flex.max_blocks
-        return sorted(recent[:cap])
+        return sorted(recent[:cap]), False
+
+    def _valid_now(self, claim: Claim) -> bool:
+        assert claim.flex is not None
+        return self.materialised(claim.flex)[1]
+
+    def aside(self) -> list[str]:
+        """The flexible claims waiting aside, in the order they went there."""
+        return list(self._aside)
+
+    def waits_aside(self, claim_id: str) -> bool:
+        """A flexible claim with no valid block choice now (policies do not see it)."""
+        return claim_id in self._aside
+
+    def aside_reason(self, claim_id: str) -> str:
+        claim = self.claim(claim_id)
+        assert claim.flex is not None
+        flex = claim.flex
+        need = f"at least {flex.min_blocks} matching blocks with room for it"
+        if flex.min_data:
+            need += f" and {flex.min_data} records"
+        shown = ", ".join(claim.block_ids[:3]) or "none match yet"
+        return f"waits for {need} (its current best: {shown})"
 
     def _flex_rejection(self, flex: Flex) -> str | None:
         """A flexible claim that no budget could ever satisfy is rejected: over fixed
@@ -440,15 +478,18 @@ class Ledger:
             claim = self._claims[claim_id]
             if claim.flex is None or claim.reserved.any():
                 continue
-            index = self.materialised(claim.flex)
-            if index == claim.block_index.tolist():
+            index, valid = self.materialised(claim.flex)
+            if index == claim.block_index.tolist() and valid != (claim_id in self._aside):
                 continue
-            self.set_blocks(claim_id, [self._blocks[j].id for j in index], time)
+            self.set_blocks(claim_id, [self._blocks[j].id for j in index], time, valid=valid)
             changed.append(claim_id)
         return changed
 
-    def set_blocks(self, claim_id: str, block_ids: Sequence[str], time: float) -> None:
-        """Give a pending flexible claim these blocks (its demand row on each)."""
+    def set_blocks(
+        self, claim_id: str, block_ids: Sequence[str], time: float, *, valid: bool
+    ) -> None:
+        """Give a pending flexible claim these blocks (its demand row on each); a claim
+        whose choice is not `valid` waits aside."""
         claim = self.claim(claim_id)
         self._expect(claim, ClaimState.PENDING, "choose blocks for")
         if claim.flex is None:
@@ -462,12 +503,16 @@ class Ledger:
         claim.consumed = np.zeros_like(claim.demand)
         claim.reserved = np.zeros_like(claim.demand)
         self._pending_index.remove(claim_id)
-        if index.size:
+        if valid:
+            self._aside.pop(claim_id, None)
             self._pending_index.add(claim)
+        else:
+            self._aside[claim_id] = None
         self.revision += 1
         if self.listener is not None:
             self.listener(
-                "materialise", {"claim": claim_id, "block_ids": list(block_ids), "time": time}
+                "materialise",
+                {"claim": claim_id, "block_ids": list(block_ids), "time": time, "valid": valid},
             )
 
     # -------------------------------------------------------- elastic claims
@@ -545,7 +590,7 @@ class Ledger:
         flex = self.flex_of(spec, field)
         if flex is None:
             return self.select_blocks(spec, field)
-        return [self._blocks[j].id for j in self.materialised(flex)]
+        return [self._blocks[j].id for j in self.materialised(flex)[0]]
 
     def select_blocks(self, spec: ClaimSpec, field: str) -> list[str]:
         """The ids a claim reads: its selector over the current blocks (or the blocks of
@@ -644,6 +689,8 @@ class Ledger:
         if self._replayed(request_id, "allocate", claim_id):
             return claim
         self._expect(claim, ClaimState.PENDING, "allocate")
+        if claim_id in self._aside:
+            raise LedgerError(f"claim {claim_id}", self.aside_reason(claim_id))
         rows = claim.block_index
         ok = rows_fit(claim.demand, self.unlocked[rows] + claim.reserved, self.usable[rows])
         if not ok.all():
@@ -660,6 +707,7 @@ class Ledger:
         claim.allocated_at = time
         del self._pending[claim_id]
         self._pending_flex.pop(claim_id, None)
+        self._aside.pop(claim_id, None)
         self._pending_index.remove(claim_id)
         self._remember(request_id, "allocate", claim_id)
         self.revision += 1
@@ -780,6 +828,7 @@ class Ledger:
         self._finish(claim, ClaimState.EXPIRED, time)
         del self._pending[claim_id]
         self._pending_flex.pop(claim_id, None)
+        self._aside.pop(claim_id, None)
         self._pending_index.remove(claim_id)
         self._remember(request_id, "expire", claim_id)
         self.revision += 1
@@ -791,10 +840,9 @@ class Ledger:
         view = self.pending_view()
         late = view.alive & (view.arrays.deadline <= time + TOLERANCE)
         due = [str(view.arrays.ids[i]) for i in np.flatnonzero(late)]
-        for claim_id in self._pending_flex:  # those that match no block are not in the view
-            claim = self._claims[claim_id]
-            deadline = claim.deadline
-            if not claim.block_index.size and deadline is not None and deadline <= time:
+        for claim_id in self._aside:  # not in the view
+            deadline = self._claims[claim_id].deadline
+            if deadline is not None and deadline <= time:
                 due.append(claim_id)
         for claim_id in due:
             self.expire(claim_id, request_id=f"expire:{claim_id}", time=time)
@@ -927,6 +975,7 @@ class Ledger:
             ],
             "claims": [claim.to_dict() for claim in self._claims.values()],
             "pending": list(self._pending),
+            "aside": list(self._aside),
             "requests": {rid: [r.op, r.claim_id] for rid, r in self._requests.items()},
         }
 
@@ -946,8 +995,9 @@ class Ledger:
         ledger._claims = {c["id"]: Claim.from_dict(c, dims) for c in data["claims"]}
         ledger._pending = dict.fromkeys(data["pending"])
         ledger._pending_flex = {c: None for c in ledger._pending if ledger._claims[c].flex}
+        ledger._aside = dict.fromkeys(data.get("aside", []))
         for claim_id in ledger._pending:
-            if ledger._claims[claim_id].block_index.size:
+            if claim_id not in ledger._aside:
                 ledger._pending_index.add(ledger._claims[claim_id])
         ledger._requests = {rid: _Request(op, cid) for rid, (op, cid) in data["requests"].items()}
         ledger._index_history()
@@ -1003,6 +1053,7 @@ class Ledger:
             **_sparse_rows("claim_consumed", stacked("consumed")),
             **_sparse_rows("claim_reserved", stacked("reserved")),
             "pending": np.fromiter((position[c] for c in self._pending), np.int64),
+            "aside": np.fromiter((position[c] for c in self._aside), np.int64),
             "request_ids": _pack([rid for rid, _ in requests]),
             "request_ops": _pack([r.op for _, r in requests]),
             "request_claims": _pack([r.claim_id for _, r in requests]),
@@ -1076,11 +1127,13 @@ class Ledger:
                 ),
             )
         claims = list(ledger._claims.values())
+        if "aside" in arrays:
+            ledger._aside = {claims[i].id: None for i in arrays["aside"].tolist()}
         for i in arrays["pending"].tolist():
             ledger._pending[claims[i].id] = None
             if claims[i].flex is not None:
                 ledger._pending_flex[claims[i].id] = None
-            if claims[i].block_index.size:
+            if claims[i].id not in ledger._aside:
                 ledger._pending_index.add(claims[i])
         ledger._requests = {
             rid: _Request(op, cid)

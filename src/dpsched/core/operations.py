@@ -72,7 +72,7 @@ def apply(ledger: Ledger, op: str, args: dict[str, Any]) -> None:
     elif op == "expand":
         ledger.set_grant(args["claim"], np.asarray(args["demand"], dtype=float), args["grant"])
     elif op == "materialise":
-        ledger.set_blocks(args["claim"], args["block_ids"], args["time"])
+        ledger.set_blocks(args["claim"], args["block_ids"], args["time"], valid=args["valid"])
     else:
         raise InputError("op", f"unknown operation {op!r}; one of {', '.join(OPERATIONS)}")
 
