@@ -86,3 +86,24 @@ def test_groups_become_blocks_only_below_the_lower_bound_and_flexible_claims_use
     claim = engine.ledger.claim("model")
     assert claim.block_ids == ("users-0", "users-1000", "users-2000")
     assert engine.ledger.data_of(claim) == 3000
+
+
+def test_user_time_windows_open_every_group_the_upper_bound_has_reached() -> None:
+    engine = Engine(Ledger(Accounting("rdp", ALPHAS)), AllUnlocked(), "fcfs")
+    counter = UserCounter(epsilon=1.0, beta=0.05, rng=np.random.default_rng(2))
+    users = UserBlocks(engine, counter, epsilon=10.0, delta=1e-7, group=1000)
+    truth = 0
+    for window, new in enumerate([1500, 1000, 0]):
+        truth += new
+        users.release_window(new, float(window), window)
+        made = [b for b in engine.ledger.blocks if b.dimensions["time"] == window]
+        lows = [b.dimensions["user_id"][0] for b in made]
+        assert lows == [1000.0 * k for k in range(len(lows))]
+        assert max(lows) < counter.upper and truth <= 1000 * len(lows)  # nobody left out
+    claim = {
+        "id": "recent",
+        "blocks": {"dataset": "users", "where": ["time in [1, 3)", "user_id in [0, 2000)"]},
+        "demand": {"zcdp": 0.01},
+    }
+    made = engine.submit(claim, 3.0)
+    assert made.block_ids == ("users-0-t1", "users-1000-t1", "users-0-t2", "users-1000-t2")

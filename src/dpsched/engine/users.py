@@ -24,6 +24,12 @@ count - t(k, beta), with the smaller of two tails, each P(S > t) <= beta:
   t = nu sqrt(8 ln(1 / beta)) when that t is below 2 sqrt(2) k b.
 
 The upper bound is count + t(k, beta) (the noise is symmetric).
+
+User-Time DP splits each user group by time window as well: every period, each group
+whose first id is below the counter's *upper* bound gets a block for that window (the
+first time its users may have contributed), with a `time` dimension; a window's block
+that turns out empty costs nothing later, since no data can enter it once the window
+has passed.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from dpsched.budget import Accounting
 from dpsched.budget.curves import rdp_curve
 from dpsched.budget.mechanisms import Laplace
 from dpsched.core import BlockSpec
+from dpsched.core.blocks import DimensionValue
 from dpsched.engine.engine import Engine
 from dpsched.errors import InputError
 
@@ -103,7 +110,8 @@ def counter_cost(accounting: Accounting, epsilon: float) -> np.ndarray:
 
 @dataclass
 class UserBlocks:
-    """Adds user-group blocks to an engine as the counter's lower bound passes them."""
+    """Adds user-group blocks to an engine: as the counter's lower bound passes them
+    (User DP), or per time window once its upper bound reaches them (User-Time DP)."""
 
     engine: Engine
     counter: UserCounter
@@ -131,15 +139,29 @@ class UserBlocks:
         complete = max(0, math.floor(self.counter.lower / self.group))
         added = []
         while self.made < complete:
-            low = self.made * self.group
-            spec = BlockSpec(
-                id=f"{self.dataset}-{low}",
-                dataset=self.dataset,
-                arrival=time,
-                capacity=tuple(self.capacity.tolist()),
-                dimensions={"user_id": (float(low), float(low + self.group))},
-                size=self.group,  # its users: the data a User DP claim counts
-            )
-            added.append(self.engine.add_block(spec, time))
+            added.append(self.engine.add_block(self._block(self.made, time, None), time))
             self.made += 1
         return added
+
+    def release_window(self, new_users: int, time: float, window: int) -> list[int]:
+        """User-Time DP: publish the count, then add this window's block of every group
+        whose first id is below the upper bound."""
+        self.counter.release(new_users)
+        groups = max(0, math.ceil(self.counter.upper / self.group))
+        return [self.engine.add_block(self._block(k, time, window), time) for k in range(groups)]
+
+    def _block(self, group: int, time: float, window: int | None) -> BlockSpec:
+        low = group * self.group
+        dimensions: dict[str, DimensionValue] = {"user_id": (float(low), float(low + self.group))}
+        name = f"{self.dataset}-{low}"
+        if window is not None:
+            dimensions["time"] = window
+            name += f"-t{window}"
+        return BlockSpec(
+            id=name,
+            dataset=self.dataset,
+            arrival=time,
+            capacity=tuple(self.capacity.tolist()),
+            dimensions=dimensions,
+            size=self.group,  # its users: the data a User DP claim counts
+        )
