@@ -17,9 +17,10 @@ meet both expected_data and min_blocks), the chosen set is the one whose blocks,
 listed most recent first, are lexicographically greatest (a longer list beats its own
 prefix). So: the most recent blocks, as many as `max_blocks` allows or until
 `expected_data` records are covered, skipping a recent block only when taking it would
-make the minimum impossible. No valid subset: the claim waits (it is shown with its
-most recent matching blocks, so that its reason names them). `data` is the sum of the
-blocks' `size` (a block without one counts 0 records).
+make the minimum impossible. No valid subset: the claim waits aside, out of the
+arrays policies read (it is shown with the blocks it waits for, so that its reason
+names them). `data` is the sum of the blocks' `size` (a block without one counts 0
+records).
 """
 
 from __future__ import annotations
