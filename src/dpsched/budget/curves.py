@@ -53,9 +53,13 @@ CONVERSION_ORDERS: tuple[float, ...] = tuple(
 """Dense orders for an RDP -> (epsilon, delta) conversion where PLD is unavailable."""
 CALIBRATION_ORDERS: tuple[float, ...] = tuple(
     float(a)
-    for a in np.concatenate([np.linspace(1.25, 10.0, 36), np.arange(11, 65), [80, 128, 256]])
+    for a in np.concatenate(
+        [np.linspace(1.25, 10.0, 36), np.arange(11, 65), 2.0 ** np.arange(7, 13)]
+    )
 )
-"""Orders of the RDP accountant that converts an elastic claim's noise to (epsilon, delta)."""
+"""Orders of the RDP accountant that converts an elastic claim's noise to (epsilon, delta).
+Up to 4096: the conversion can never go below ln(1/delta) / (largest order - 1), so
+targets as small as 0.005 at delta 1e-9 stay reachable."""
 PLD_ROUNDING_MASS = 1e-12
 """Infinity mass below this is float residue of normalisation (seen: 5.6e-17), not a real
 infinite privacy loss; above it the RDP bound is reported as infinite."""
@@ -255,7 +259,12 @@ def noise_for(spec: ElasticDemand, epsilon: float) -> float:
         return noise
     from dp_accounting import mechanism_calibration
 
-    refusals = (mechanism_calibration.NoBracketIntervalFoundError, ValueError, ArithmeticError)
+    refusals = (
+        mechanism_calibration.NoBracketIntervalFoundError,
+        ValueError,
+        ArithmeticError,
+        RecursionError,  # its fallback bisection on an epsilon it cannot reach
+    )
     try:
         noise = _calibrated(spec, epsilon)
     except refusals as exc:

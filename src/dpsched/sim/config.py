@@ -100,6 +100,24 @@ class SchedulerConfig(PolicyConfig):
         return self
 
 
+class ClaimsConfig(_Strict):
+    """What simulated claims ask for beyond their workload's fixed demand and blocks."""
+
+    choose_among: int | None = Field(
+        None,
+        ge=1,
+        description="flexible: a task reading k blocks takes any k of the `choose_among` most "
+        "recent with room, chosen at grant time (instead of exactly the k most recent)",
+    )
+    elastic: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="elastic: a mechanism demand whose target is epsilon asks for the range "
+        "[elastic x epsilon, epsilon] (rdp accounting)",
+    )
+
+
 class MetricsConfig(_Strict):
     fair_share_n: int | None = Field(
         None, ge=1, description="N of the fair share capacity/N; default: unlocking n, else 50"
@@ -111,6 +129,7 @@ class SimConfig(AccountingConfig):
     blocks: BlocksConfig = Field(default_factory=BlocksConfig)
     workload: WorkloadConfig
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    claims: ClaimsConfig = Field(default_factory=ClaimsConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     horizon: float | None = Field(
         None, gt=0, allow_inf_nan=False, description="stop at this time even if work remains"
@@ -145,7 +164,9 @@ def parse_config(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = 
         config = SimConfig.model_validate(merged)
     except ValidationError as exc:
         raise from_validation_error("config", exc, merged) from None
-    config.make_accounting()
+    accounting = config.make_accounting()
+    if config.claims.elastic is not None and accounting.mode != "rdp":
+        raise InputError("claims.elastic", "epsilon ranges need accounting: rdp")
     return config
 
 

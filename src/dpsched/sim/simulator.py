@@ -40,7 +40,7 @@ from dpsched.engine import Engine
 from dpsched.sim.arrivals import claim_arrivals
 from dpsched.sim.config import SimConfig
 from dpsched.sim.results import SimResult, collect
-from dpsched.sim.workloads.base import Task
+from dpsched.sim.workloads.base import Task, elastic_range
 from dpsched.sim.workloads.registry import generate_tasks
 
 Progress = Callable[[int, int], None]
@@ -126,12 +126,22 @@ class Simulator:
         task = self.tasks[i]
         available = self._blocks_added
         k = min(task.n_blocks, available)
+        options = self.config.claims
         selector: RecentSelector | ExplicitSelector
-        if task.selection == "most_recent":
+        flexible: dict[str, Any] = {}
+        if options.choose_among is not None:
+            # Any k of the `choose_among` most recent blocks with room, at grant time.
+            selector = self._recent(max(options.choose_among, task.n_blocks))
+            flexible = {"min_blocks": task.n_blocks, "max_blocks": task.n_blocks}
+        elif task.selection == "most_recent":
             selector = self._recent(max(k, 1))
         else:
             chosen = np.sort(self._pick.choice(available, size=k, replace=False))
             selector = ExplicitSelector(ids=tuple(f"b{j:04d}" for j in chosen))
+        demand = task.demand.spec(self.ledger.accounting)
+        if options.elastic is not None and task.demand.mechanism is not None:
+            ranged = elastic_range(task.demand.mechanism, task.demand, options.elastic)
+            demand = ranged if ranged is not None else demand
         # Every field was validated when the workload and config were built; validating
         # 100,000 specs again costs more than simulating them.
         spec = ClaimSpec.model_construct(
@@ -140,7 +150,8 @@ class Simulator:
             arrival=now,
             timeout=self.config.scheduler.timeout,
             blocks=selector,
-            demand=task.demand.spec(self.ledger.accounting),
+            demand=demand,
+            **flexible,
         )
         self.engine.submit(spec, now)
         self._submitted += 1

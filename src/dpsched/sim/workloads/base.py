@@ -26,6 +26,8 @@ from dpsched.budget import (
     rdp_curve,
     rdp_to_epsilon,
 )
+from dpsched.budget.demand import ElasticDemand
+from dpsched.budget.mechanisms import Gaussian, Laplace, SubsampledGaussian
 from dpsched.core import BlockSpec, ClaimSpec
 from dpsched.errors import InputError
 
@@ -137,3 +139,25 @@ class Workload:
         data["blocks"] = [b.model_dump(exclude_defaults=True) for b in self.blocks]
         data["tasks"] = [t.model_dump(mode="json", exclude_defaults=True) for t in self.tasks]
         return data
+
+
+def elastic_range(mechanism: MechanismSpec, demand: TaskDemand, low: float) -> ElasticDemand | None:
+    """The task's mechanism with an epsilon range [low x target, target] instead of its
+    noise (None for a mechanism that has no range form)."""
+    target = demand.basic_epsilon
+    epsilon = (low * target, target)
+    if isinstance(mechanism, Laplace):
+        return ElasticDemand(mechanism="laplace", epsilon=epsilon, steps=mechanism.count)
+    if isinstance(mechanism, Gaussian):
+        return ElasticDemand(
+            mechanism="gaussian", epsilon=epsilon, delta=demand.delta, steps=mechanism.count
+        )
+    if isinstance(mechanism, SubsampledGaussian):
+        return ElasticDemand(
+            mechanism="subsampled_gaussian",
+            epsilon=epsilon,
+            delta=demand.delta,
+            sampling_rate=mechanism.sampling_rate,
+            steps=mechanism.steps * mechanism.count,
+        )
+    return None
