@@ -42,10 +42,12 @@ def run_clients(
     seed: int,
     stop: threading.Event | None = None,
     retries: int = 8,
+    logs: list[Acked] | None = None,
 ) -> list[Acked]:
     """One thread per token, each doing `operations` random operations (submit, consume,
-    release, withdraw, schedule), retrying failures with the same request ids."""
-    logs = [Acked() for _ in tokens]
+    release, withdraw, schedule), retrying failures with the same request ids. Pass
+    `logs` (one per token) to watch progress while they run."""
+    logs = logs if logs is not None else [Acked() for _ in tokens]
     threads = [
         threading.Thread(
             target=_client_loop,

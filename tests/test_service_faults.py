@@ -131,6 +131,13 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(service: Service) -
     rng = random.Random(7)
     kills = 0
 
+    logs = [Acked() for _ in tokens]
+
+    def enough() -> bool:
+        submitted = sum(len(log.submitted) for log in logs)
+        consumed = sum(len(c) for log in logs for c in log.consumed.values())
+        return submitted > 100 and consumed > 20
+
     def killer() -> None:
         nonlocal kills
         for _ in range(12):
@@ -138,13 +145,17 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(service: Service) -
             service.restart()  # SIGKILL, then start on the same journal and port
             kills += 1
             wait_healthy(service.url)
-        time.sleep(0.5)
+        # On a slow or busy machine the kills may leave little time for work: let the
+        # clients reach the volume this test needs (bounded), then stop them.
+        deadline = time.monotonic() + 120
+        while not enough() and time.monotonic() < deadline:
+            time.sleep(0.2)
         stop.set()  # the clients finish the operation they are in, retrying as needed
 
     thread = threading.Thread(target=killer)
     thread.start()
-    logs = run_clients(
-        service.url, tokens, ADMIN, operations=100_000, seed=2, stop=stop, retries=10
+    run_clients(
+        service.url, tokens, ADMIN, operations=100_000, seed=2, stop=stop, retries=10, logs=logs
     )
     thread.join()
     assert kills == 12
