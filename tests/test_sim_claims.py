@@ -57,3 +57,33 @@ def test_ranges_need_rdp_accounting() -> None:
         parse_config({**AMAZON, "accounting": "basic", "claims": {"elastic": 0.5}})
     with pytest.raises(InputError, match="claims"):
         parse_config({**AMAZON, "claims": {"choose": 3}})
+
+
+@pytest.mark.parametrize("kind", ["user", "user_time"])
+def test_user_semantics_run_on_user_blocks_within_budget(kind: str) -> None:
+    config = {
+        **AMAZON,
+        "blocks": {"initial": 1, "total": 15, "epsilon": 10, "delta": 1e-7},
+        "semantics": {"kind": kind, "users_per_period": 1000, "group": 2000},
+    }
+    simulator = Simulator(parse_config(config))
+    result = simulator.run()
+    assert result.summary["budget_violations"] == 0
+    ledger = simulator.ledger
+    blocks = ledger.blocks
+    assert blocks and all(b.dataset == "users" and "user_id" in b.dimensions for b in blocks)
+    # Groups appear only once the count's bound passes them: at most 15,000 users exist.
+    assert max(b.dimensions["user_id"][1] for b in blocks) <= 15_000 + 2000
+    if kind == "user_time":
+        assert {b.dimensions["time"] for b in blocks} <= set(range(15))
+    granted = [c for c in ledger.claims if c.state is ClaimState.ALLOCATED]
+    assert granted and all(b.startswith("users-") for c in granted for b in c.block_ids)
+    assert ledger.invariant_violations() == []
+
+
+def test_event_semantics_grant_more_than_user_semantics() -> None:
+    counts = {}
+    for kind in ("event", "user"):
+        config = {**AMAZON, "semantics": {"kind": kind, "group": 2000}}
+        counts[kind] = Simulator(parse_config(config)).run().summary["n_allocated"]
+    assert counts["event"] > counts["user"] > 0

@@ -283,4 +283,5 @@ def test_reproduce_a_figure_quickly(tmp_path: Path) -> None:
         "dpack-9",
         "privatekube-6",
         "privatekube-10",
+        "privatekube-12",
     }

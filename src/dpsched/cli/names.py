@@ -23,4 +23,5 @@ FIGURE_NAMES = (
     "dpack-9",
     "privatekube-6",
     "privatekube-10",
+    "privatekube-12",
 )

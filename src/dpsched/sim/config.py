@@ -100,6 +100,22 @@ class SchedulerConfig(PolicyConfig):
         return self
 
 
+class SemanticsConfig(_Strict):
+    """What a block protects (PrivateKube §5.3). `event`: a block per period (day).
+    `user`: a block per group of `group` user ids, made grantable once a DP count of the
+    users (`epsilon_count`, failure probability `beta`) says all of them exist; claims
+    read every user group (the data of any period is spread over all users). `user_time`:
+    every period, a block per user group the count's upper bound has reached; a claim
+    reading k periods reads every group's blocks of the last k periods. Each period
+    brings `users_per_period` new users."""
+
+    kind: Literal["event", "user", "user_time"] = "event"
+    users_per_period: int = Field(1000, ge=0)
+    group: int = Field(5000, ge=1)
+    epsilon_count: float = Field(0.1, gt=0, allow_inf_nan=False)
+    beta: float = Field(0.05, gt=0, lt=0.5)
+
+
 class ClaimsConfig(_Strict):
     """What simulated claims ask for beyond their workload's fixed demand and blocks."""
 
@@ -130,6 +146,7 @@ class SimConfig(AccountingConfig):
     workload: WorkloadConfig
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     claims: ClaimsConfig = Field(default_factory=ClaimsConfig)
+    semantics: SemanticsConfig = Field(default_factory=SemanticsConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     horizon: float | None = Field(
         None, gt=0, allow_inf_nan=False, description="stop at this time even if work remains"
@@ -167,6 +184,8 @@ def parse_config(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = 
     accounting = config.make_accounting()
     if config.claims.elastic is not None and accounting.mode != "rdp":
         raise InputError("claims.elastic", "epsilon ranges need accounting: rdp")
+    if config.claims.choose_among is not None and config.semantics.kind != "event":
+        raise InputError("claims.choose_among", "chooses among periods: event semantics only")
     return config
 
 

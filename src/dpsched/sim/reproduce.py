@@ -8,6 +8,7 @@ checked either way and reported as PASS / FAIL, never silently dropped.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,24 @@ class FigureSpec:
     quick_overrides: Mapping[str, Any] = field(default_factory=dict)
     checks: Sequence[Check] = ()
     log_x: bool = False
+
+
+def _ordered(*names: str) -> Check:
+    """names[0] >= names[1] >= ... at every x, and the first strictly above the last."""
+
+    def holds(means: dict[str, dict[Any, float]]) -> bool:
+        xs = sorted(set.intersection(*(set(means.get(n, {})) for n in names)))
+        if not xs:
+            return False
+        for x in xs:
+            values = [means[n][x] for n in names]
+            if any(a < b for a, b in itertools.pairwise(values)):
+                return False
+            if not values[0] > values[-1]:
+                return False
+        return True
+
+    return Check(f"{' >= '.join(names)} at every x ({names[0]} > {names[-1]})", holds)
 
 
 def _ratio_at_least(a: str, b: str, factor: float, where: str = "all") -> Check:
@@ -296,6 +315,35 @@ FIGURES: dict[str, FigureSpec] = {
                 "workload.n_tasks": 10240,
             },
             checks=(_ratio_at_least("rdp", "basic", 2.0),),
+        ),
+        FigureSpec(
+            "privatekube-12",
+            "Event vs User-Time vs User DP (DPF-N, Renyi, Amazon-shaped)",
+            "PrivateKube Fig. 12a",
+            {
+                "blocks": {"initial": 1, "total": 50, "epsilon": 10, "delta": 1e-7},
+                "workload": {
+                    "name": "amazon",
+                    "n_tasks": 15000,
+                    "arrival": {"kind": "poisson", "rate": 300.0},
+                },
+                "scheduler": {
+                    "policy": "dpf",
+                    "mode": "batch",
+                    "period": 1,
+                    "unlocking": {"kind": "per_arrival", "n": 100},
+                },
+                "semantics": {"users_per_period": 1000, "group": 5000, "epsilon_count": 0.1},
+            },
+            "scheduler.unlocking.n",
+            [50, 100, 200, 400],
+            [100, 400],
+            (
+                Series("event", {"semantics.kind": "event"}),
+                Series("user_time", {"semantics.kind": "user_time"}),
+                Series("user", {"semantics.kind": "user"}),
+            ),
+            checks=(_ordered("event", "user_time", "user"),),
         ),
     )
 }

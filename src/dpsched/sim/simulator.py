@@ -29,6 +29,8 @@ import simpy
 from dpsched.core import (
     BlockSpec,
     ClaimSpec,
+    Condition,
+    DatasetSelector,
     ExplicitSelector,
     Ledger,
     Lifetime,
@@ -37,11 +39,14 @@ from dpsched.core import (
 )
 from dpsched.core.admission import TOLERANCE
 from dpsched.engine import Engine
+from dpsched.engine.users import UserBlocks, UserCounter
 from dpsched.sim.arrivals import claim_arrivals
 from dpsched.sim.config import SimConfig
 from dpsched.sim.results import SimResult, collect
 from dpsched.sim.workloads.base import Task, elastic_range
 from dpsched.sim.workloads.registry import generate_tasks
+
+USER_GROUPS = DatasetSelector(dataset="users")
 
 Progress = Callable[[int, int], None]
 """Called after each step with (claims arrived so far, total claims)."""
@@ -96,6 +101,19 @@ class Simulator:
         self._granted_last = False
         self._arrivals: simpy.Event = self.env.event()
         self._selectors: dict[int, RecentSelector] = {}
+        semantics = config.semantics
+        self._users: UserBlocks | None = None
+        if semantics.kind != "event":
+            counter = UserCounter(
+                semantics.epsilon_count, semantics.beta, np.random.default_rng(selection_seed + 1)
+            )
+            self._users = UserBlocks(
+                self.engine,
+                counter,
+                epsilon=config.blocks.epsilon,
+                delta=config.blocks.delta,
+                group=semantics.group,
+            )
 
     # ------------------------------------------------------------ arrivals
     def _block_times(self) -> np.ndarray:
@@ -106,20 +124,25 @@ class Simulator:
         return np.concatenate([np.zeros(blocks.initial), online])
 
     def _add_block(self, now: float) -> None:
+        """One period's blocks: a day block (event), or the user blocks the DP count of
+        users allows (user, user_time)."""
         j = self._blocks_added
         blocks = self.config.blocks
-        self.engine.add_block(
-            BlockSpec(
+        if self._users is None:
+            spec = BlockSpec(
                 id=f"b{j:04d}",
                 epsilon=blocks.epsilon,
                 delta=blocks.delta,
                 arrival=now,
                 dimensions={"time": j},
-            ),
-            now,
-        )
+            )
+            self.engine.add_block(spec, now)
+        elif self.config.semantics.kind == "user":
+            self._users.release(self.config.semantics.users_per_period, now)
+        else:
+            self._users.release_window(self.config.semantics.users_per_period, now, j)
         self._blocks_added += 1
-        if not self._first_block.triggered:
+        if not self._first_block.triggered and self.ledger.blocks:
             self._first_block.succeed()
 
     def _submit(self, i: int, now: float) -> None:
@@ -127,9 +150,11 @@ class Simulator:
         available = self._blocks_added
         k = min(task.n_blocks, available)
         options = self.config.claims
-        selector: RecentSelector | ExplicitSelector
+        selector: RecentSelector | ExplicitSelector | DatasetSelector
         flexible: dict[str, Any] = {}
-        if options.choose_among is not None:
+        if self._users is not None:
+            selector = self._user_selector(task.n_blocks)
+        elif options.choose_among is not None:
             # Any k of the `choose_among` most recent blocks with room, at grant time.
             selector = self._recent(max(options.choose_among, task.n_blocks))
             flexible = {"min_blocks": task.n_blocks, "max_blocks": task.n_blocks}
@@ -156,6 +181,15 @@ class Simulator:
         self.engine.submit(spec, now)
         self._submitted += 1
 
+    def _user_selector(self, periods: int) -> DatasetSelector:
+        """User DP: every user group. User-Time DP: every group's blocks of the last
+        `periods` periods."""
+        if self.config.semantics.kind == "user":
+            return USER_GROUPS
+        last = self._blocks_added - 1
+        window = Condition(dimension="time", op="in", value=(last - periods + 1.0, last + 1.0))
+        return DatasetSelector(dataset=USER_GROUPS.dataset, where=(window,))
+
     def _recent(self, count: int) -> RecentSelector:
         selector = self._selectors.get(count)
         if selector is None:
@@ -178,7 +212,7 @@ class Simulator:
         position = 0
         while position < times.size:
             yield self.env.timeout(max(times[position] - self.env.now, 0.0))
-            if self._blocks_added == 0:
+            if not self._first_block.triggered:
                 # Claims select among arrived blocks; early ones wait for the first block.
                 yield self._first_block
             while position < times.size and times[position] <= self.env.now:
