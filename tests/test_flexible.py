@@ -16,7 +16,7 @@ from dpsched.core.flexible import Flex, choose
 from dpsched.core.operations import apply
 from dpsched.core.selectors import DatasetSelector
 from dpsched.engine import Engine
-from dpsched.errors import LedgerError
+from dpsched.errors import InputError, LedgerError
 
 
 def brute_force(flex: Flex, recent: list[int], fits: list[bool], sizes: list[int]) -> list[int]:
@@ -184,3 +184,12 @@ def test_a_claim_without_a_valid_choice_waits_aside_and_is_never_granted() -> No
     assert copy.to_dict() == ledger.to_dict()
     engine.submit({**claim(min_blocks=3, timeout=2), "id": "late"}, 1.0)
     assert engine.round(5.0).expired == ["late"]  # aside claims time out like any other
+
+
+def test_a_flexible_claim_naming_an_unknown_block_is_refused() -> None:
+    ledger = ledger_with([1.0])
+    with pytest.raises(InputError, match="unknown block 'zz'") as refused:
+        ledger.submit(
+            {"id": "x", "blocks": ["b0", "zz"], "min_blocks": 1, "demand": {"epsilon": 0.1}}, 0.0
+        )
+    assert refused.value.field == "tasks.x.blocks"

@@ -127,14 +127,8 @@ class BatchBuilder:
         self._claim_id(spec.id, field)
         if self._strict and spec.blocks is not None:
             self._check_selector(spec.blocks, f"{field}.blocks")
-        flex = self._ledger.flex_of(spec, field)
-        if flex is None:
-            block_ids = self._ledger.select_blocks(spec, field)
-            rows: Any = self._ledger.demand_rows(spec, block_ids, field)
-            index = [self._where[b] for b in block_ids]
-        else:
-            index, _valid = self._ledger.materialised(flex)
-            rows = [flex.row] * len(index)
+        block_ids, rows, flex, _valid = self._ledger.resolve(spec, field)
+        index = [self._where[b] for b in block_ids]
         timeout = math.nan if spec.timeout is None else spec.timeout
         self._append(
             claim_id=spec.id,

@@ -228,14 +228,7 @@ class Ledger:
         field = f"tasks.{spec.id}"
         if spec.id in self._claims:
             raise InputError(f"{field}.id", f"duplicate task id {spec.id!r}")
-        flex = self.flex_of(spec, field)
-        if flex is None:
-            block_ids = self.select_blocks(spec, field)
-            rows = self.demand_rows(spec, block_ids, field)
-        else:
-            chosen, valid = self.materialised(flex)
-            block_ids = [self._blocks[j].id for j in chosen]
-            rows = np.tile(flex.row, (len(block_ids), 1))
+        block_ids, rows, flex, valid = self.resolve(spec, field)
         index = np.array([self._block_index[b] for b in block_ids], dtype=np.int64)
         demand = self.stored_demand(rows.reshape(len(block_ids), self.accounting.dims), index)
         claim = Claim(
@@ -379,6 +372,7 @@ class Ledger:
         if not spec.flexible:
             return None
         assert spec.blocks is not None and spec.demand is not None
+        self.known_blocks(spec.blocks.select(self._blocks), None, field)  # unknown ids refused
         row = self.held_row(spec, field)
         return Flex(
             selector=spec.blocks,
@@ -584,13 +578,19 @@ class Ledger:
         """Records in the claim's blocks (their `size`; a block without one counts 0)."""
         return sum(self._blocks[j].size or 0 for j in claim.block_index.tolist())
 
-    def resolve_blocks(self, spec: ClaimSpec, field: str) -> list[str]:
-        """The blocks the claim would read now: its selection, or a flexible claim's
-        current choice (what a dry run shows)."""
+    def resolve(
+        self, spec: ClaimSpec, field: str
+    ) -> tuple[list[str], np.ndarray, Flex | None, bool]:
+        """What a claim reads now, as submission (and a dry run) resolves it: its block
+        ids, its demand rows as stated, what makes it flexible (None for a fixed claim),
+        and whether a flexible claim's choice is valid now."""
         flex = self.flex_of(spec, field)
         if flex is None:
-            return self.select_blocks(spec, field)
-        return [self._blocks[j].id for j in self.materialised(flex)[0]]
+            block_ids = self.select_blocks(spec, field)
+            return block_ids, self.demand_rows(spec, block_ids, field), None, True
+        chosen, valid = self.materialised(flex)
+        rows = np.tile(flex.row, (len(chosen), 1)).reshape(len(chosen), self.accounting.dims)
+        return [self._blocks[j].id for j in chosen], rows, flex, valid
 
     def select_blocks(self, spec: ClaimSpec, field: str) -> list[str]:
         """The ids a claim reads: its selector over the current blocks (or the blocks of

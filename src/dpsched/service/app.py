@@ -325,9 +325,8 @@ def create_app(settings: Settings) -> FastAPI:
             stored = spec.model_copy(update={"id": ledger_id(owner, spec.id)})
             _check_selector(stored, ledger)
             field = f"tasks.{stored.id}"
-            block_ids = _ledger_call(stored.id, lambda: ledger.resolve_blocks(stored, field))
+            block_ids, demand, _, _ = _ledger_call(stored.id, lambda: ledger.resolve(stored, field))
             index = np.asarray([ledger.block_index(b) for b in block_ids], dtype=np.int64)
-            demand = _ledger_call(stored.id, lambda: ledger.demand_rows(stored, block_ids, field))
             view = fit_view(ledger, tuple(block_ids), index, ledger.stored_demand(demand, index))
             return {**view, "reason": _fit_reason(view, len(block_ids), stored.min_blocks)}
 
