@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 import sqlalchemy as sa
+import yaml
 
 ADMIN = "admin-secret-token"
 
@@ -111,3 +113,18 @@ class Service:
         return httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=70
         )
+
+
+def service_for(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    config: dict[str, object],
+    name: str,
+) -> Service:
+    """A started service with this config on a fresh database of the fixture's kind
+    (`request.param`: sqlite, or postgresql on the session's server)."""
+    directory = tmp_path_factory.mktemp(name)
+    postgres = request.getfixturevalue("postgres_server") if request.param == "postgresql" else None
+    path = directory / "service.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return Service(new_database(request.param, directory, postgres), directory, path).start()

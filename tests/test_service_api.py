@@ -15,8 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
-from tests.service_process import ADMIN, Service, new_database
+from tests.service_process import ADMIN, Service, service_for
 
 RDP = {"accounting": "rdp", "alphas": [2, 4, 8], "scheduler": {"policy": "fcfs", "period": 3600}}
 
@@ -25,11 +24,7 @@ RDP = {"accounting": "rdp", "alphas": [2, 4, 8], "scheduler": {"policy": "fcfs",
 def service(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
-    directory = tmp_path_factory.mktemp("service")
-    postgres = request.getfixturevalue("postgres_server") if request.param == "postgresql" else None
-    config = directory / "service.yaml"
-    config.write_text(yaml.safe_dump(RDP))
-    running = Service(new_database(request.param, directory, postgres), directory, config).start()
+    running = service_for(request, tmp_path_factory, RDP, "service")
     yield running
     running.stop()
 

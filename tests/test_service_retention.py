@@ -10,8 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
-from tests.service_process import Service, new_database
+from tests.service_process import Service, service_for
 
 CONFIG = {
     "accounting": "rdp",
@@ -25,11 +24,7 @@ CONFIG = {
 def service(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
-    directory = tmp_path_factory.mktemp("retention")
-    postgres = request.getfixturevalue("postgres_server") if request.param == "postgresql" else None
-    config = directory / "service.yaml"
-    config.write_text(yaml.safe_dump(CONFIG))
-    running = Service(new_database(request.param, directory, postgres), directory, config).start()
+    running = service_for(request, tmp_path_factory, CONFIG, "retention")
     yield running
     running.stop()
 
