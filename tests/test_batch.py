@@ -263,7 +263,7 @@ def scenario(draw: st.DrawFn) -> tuple[str, list[dict[str, Any]], list[float], l
             if draw(st.booleans()):
                 spec["dimensions"]["region"] = draw(st.sampled_from(["eu", "us"]))
         if draw(st.booleans()):
-            values = st.sampled_from([0.0, 0.5, 1.0, 2.0, 10.0, 1e12])
+            values = st.sampled_from([0.0, 0.5, 1.0, 2.0, 10.0, 1e6])
             spec["capacity"] = draw(st.lists(values, min_size=dims, max_size=dims))
         else:
             spec["epsilon"] = draw(st.sampled_from([0.5, 1.0, 5.0, 20.0]))

@@ -29,10 +29,11 @@ from dpsched.errors import InputError
 
 Mode = Literal["basic", "rdp"]
 DEFAULT_DELTA = 1e-7
-MAX_BUDGET = 1e12
+MAX_BUDGET = 1e6
 """Largest block budget (epsilon, or capacity at an order). Nothing above it is a privacy
-guarantee, and the bound keeps every sum of budgets finite (no float overflow). Demands
-above it can never be admitted anywhere, so they count as infinite."""
+guarantee, and the bound keeps every sum of budgets finite (no float overflow) and every
+budget's exact integer units (`core.exact`, 1e-12 each) within 64 bits. Demands above it
+can never be admitted anywhere, so they count as infinite."""
 
 
 @dataclass(frozen=True)

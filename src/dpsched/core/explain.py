@@ -21,6 +21,10 @@ from dpsched.core.pending import PendingArrays, stacked
 SHOWN_BLOCKS = 3
 """Blocks named in one reason; the rest are counted."""
 FITS_NOW = "fits the unlocked budget now, but the policy has not chosen it"
+OVER_BY_A_HAIR = (
+    "would take {} over its capacity by less than the policies' 1e-9 slack: exact "
+    "accounting refuses it until budget is released"
+)
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,8 @@ def waiting_reason(ledger: Ledger, claim: Claim) -> str:
     rows = claim.block_index
     room = ledger.unlocked[rows] + claim.reserved + TOLERANCE
     if ((claim.demand <= room) & ledger.usable[rows]).any(axis=1).all():
-        return FITS_NOW  # the common answer, without building the general case's arrays
+        # the common answer, without building the general case's arrays
+        return _fits_now_reason(ledger, claim.block_ids, rows, claim.demand)
     # The claim's own rows as a one-claim CSR: the cost does not grow with the ledger.
     return _explain(ledger, stacked([claim], [0], ledger.accounting.dims))[claim.id]
 
@@ -128,6 +133,12 @@ def _explain(ledger: Ledger, arrays: PendingArrays) -> dict[str, str]:
         strict=True,
     ):
         parts.setdefault(owner, []).append(f"{names[j]} ({fraction:.0%} unlocked)")
+    # Claims that plan to fit now: does the ledger's exact check agree?
+    planned = np.flatnonzero(((n_missing == 0) & (n_locked == 0))[claim_of])
+    refused = planned[~ledger.within_capacity(blocks[planned], demand[planned])]
+    over_by_a_hair: dict[int, list[str]] = {}
+    for owner, j in zip(claim_of[refused].tolist(), blocks[refused].tolist(), strict=True):
+        over_by_a_hair.setdefault(owner, []).append(names[j])
     reasons: dict[str, str] = {}
     counts_missing, counts_locked = n_missing.tolist(), n_locked.tolist()
     for i, claim_id in enumerate(arrays.ids.tolist()):
@@ -136,10 +147,22 @@ def _explain(ledger: Ledger, arrays: PendingArrays) -> dict[str, str]:
         elif counts_locked[i]:
             text = "waits for budget to be unlocked on " + ", ".join(parts[i])
             text += _more(counts_locked[i])
+        elif i in over_by_a_hair:
+            text = OVER_BY_A_HAIR.format(", ".join(over_by_a_hair[i]))
         else:
             text = FITS_NOW
         reasons[claim_id] = text
     return reasons
+
+
+def _fits_now_reason(
+    ledger: Ledger, block_ids: list[str] | tuple[str, ...], rows: np.ndarray, demand: np.ndarray
+) -> str:
+    """FITS_NOW, unless the ledger's exact check refuses what the policies' slack allows."""
+    over = np.flatnonzero(~ledger.within_capacity(rows, demand))
+    if over.size:
+        return OVER_BY_A_HAIR.format(", ".join(block_ids[k] for k in over.tolist()))
+    return FITS_NOW
 
 
 def _first_per_claim(entries: np.ndarray, claim_of: np.ndarray) -> np.ndarray:

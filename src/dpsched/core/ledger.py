@@ -23,9 +23,10 @@ from pydantic import ValidationError
 from dpsched.budget import MAX_BUDGET, Accounting
 from dpsched.budget.curves import elastic_epsilon
 from dpsched.budget.demand import ElasticDemand
-from dpsched.core.admission import TOLERANCE, entries_fit, fits, rows_fit
+from dpsched.core.admission import TOLERANCE, entries_fit, rows_fit
 from dpsched.core.blocks import BlockSpec
 from dpsched.core.claims import Claim, ClaimBatch, ClaimSpec, ClaimState
+from dpsched.core.exact import units_down, units_up
 from dpsched.core.fitting import BudgetState, PendingFit, any_fits, pending_fit
 from dpsched.core.flexible import Flex, choose
 from dpsched.core.pending import PendingArrays, PendingIndex, PendingView
@@ -70,6 +71,12 @@ class Ledger:
         self.reserved = np.zeros((0, dims))
         self.allocated = np.zeros((0, dims))
         self.consumed = np.zeros((0, dims))
+        self.capacity_units = np.zeros((0, dims), dtype=np.int64)
+        self.spent_units = np.zeros((0, dims), dtype=np.int64)
+        """What the grants on each block hold, per order, in exact integer units
+        (`core.exact`): a claim's demand rounded up while it is allocated or consumed, what
+        it consumed once released. Admission keeps it <= `capacity_units` exactly at an
+        order that admits, so no float rounding can take a block over its capacity."""
         self.unlocked_fraction = np.zeros(0)
         self.block_arrival = np.zeros(0)
         self._claims: dict[str, Claim] = {}
@@ -128,6 +135,8 @@ class Ledger:
         self.reserved = np.vstack([self.reserved, zeros])
         self.allocated = np.vstack([self.allocated, zeros])
         self.consumed = np.vstack([self.consumed, zeros])
+        self.capacity_units = np.vstack([self.capacity_units, units_down(self.capacity[-1:])])
+        self.spent_units = np.vstack([self.spent_units, zeros.astype(np.int64)])
         self.unlocked_fraction = np.append(self.unlocked_fraction, 0.0)
         self.block_arrival = np.append(self.block_arrival, spec.arrival)
         self.revision += 1
@@ -523,10 +532,12 @@ class Ledger:
             raise LedgerError(f"claim {claim_id}", "only a fresh elastic grant can grow")
         rows = claim.block_index
         room = self.unlocked[rows] + claim.allocated
-        usable = self.usable[rows]
+
+        held = units_up(claim.demand)
 
         def holds(demand: np.ndarray) -> bool:
-            return bool(rows_fit(demand, room, usable).all())
+            extra = units_up(demand) - held
+            return bool(self._admits(rows, demand, room, extra).all())
 
         if spec is not None:
             least, most = self.accounting.elastic_noise(spec)
@@ -566,6 +577,7 @@ class Ledger:
 
     def _set_grant(self, claim: Claim, demand: np.ndarray, grant: dict[str, float]) -> None:
         rows = claim.block_index
+        self.spent_units[rows] += units_up(demand) - units_up(claim.demand)
         extra = demand - claim.allocated
         self.unlocked[rows] -= extra
         self.allocated[rows] += extra
@@ -680,7 +692,26 @@ class Ledger:
     def can_run(self, claim_id: str) -> bool:
         claim = self.claim(claim_id)
         rows = claim.block_index
-        return fits(claim.demand, self.unlocked[rows] + claim.reserved, self.usable[rows])
+        room = self.unlocked[rows] + claim.reserved
+        return bool(self._admits(rows, claim.demand, room, units_up(claim.demand)).all())
+
+    def within_capacity(self, rows: np.ndarray, demand: np.ndarray) -> np.ndarray:
+        """Per row: would granting `demand` keep the block within capacity, exactly (in
+        integer units), at some usable order? (The policies plan with a 1e-9 slack; this
+        is the ledger's last word, for reports on claims that plan to fit but wait.)"""
+        within = self.spent_units[rows] + units_up(demand) <= self.capacity_units[rows]
+        ok: np.ndarray = (within & self.usable[rows]).any(axis=1)
+        return ok
+
+    def _admits(
+        self, rows: np.ndarray, demand: np.ndarray, room: np.ndarray, extra: np.ndarray
+    ) -> np.ndarray:
+        """Per row: is there a usable order where `demand` fits `room` (the unlocked
+        budget it may use, as policies plan it, with their slack) and where the spent
+        units plus `extra` (the units the grant adds) stay within capacity exactly?"""
+        within = self.spent_units[rows] + extra <= self.capacity_units[rows]
+        ok: np.ndarray = ((demand <= room + TOLERANCE) & within & self.usable[rows]).any(axis=1)
+        return ok
 
     def allocate(self, claim_id: str, *, request_id: str, time: float) -> Claim:
         """Grant the claim's whole demand on all its blocks, or nothing: from its own
@@ -692,12 +723,14 @@ class Ledger:
         if claim_id in self._aside:
             raise LedgerError(f"claim {claim_id}", self.aside_reason(claim_id))
         rows = claim.block_index
-        ok = rows_fit(claim.demand, self.unlocked[rows] + claim.reserved, self.usable[rows])
+        units = units_up(claim.demand)
+        ok = self._admits(rows, claim.demand, self.unlocked[rows] + claim.reserved, units)
         if not ok.all():
             short = [b for b, fit in zip(claim.block_ids, ok, strict=True) if not fit]
             raise LedgerError(
                 f"claim {claim_id}", f"not enough unlocked budget on blocks {short} at any order"
             )
+        self.spent_units[rows] += units
         self.unlocked[rows] += claim.reserved - claim.demand
         self.reserved[rows] -= claim.reserved
         claim.reserved = np.zeros_like(claim.reserved)
@@ -803,6 +836,9 @@ class Ledger:
             return claim
         self._expect(claim, ClaimState.ALLOCATED, "release")
         rows = claim.block_index
+        # The claim now holds only what it consumed (never more than its demand).
+        returned = np.maximum(units_up(claim.demand) - units_up(claim.consumed), 0)
+        self.spent_units[rows] -= returned
         self.allocated[rows] -= claim.allocated
         self.unlocked[rows] += claim.allocated
         self._pending_index.forget_hints()
@@ -954,7 +990,7 @@ class Ledger:
             problems.append(f"block {self._blocks[j].id}: negative reserved budget")
         for j in np.nonzero((self.locked < -TOLERANCE).any(axis=1))[0]:
             problems.append(f"block {self._blocks[j].id}: negative locked budget")
-        within = (self.spent() <= self.capacity + TOLERANCE) & self.usable
+        within = (self.spent_units <= self.capacity_units) & self.usable  # exact integers
         granted = (self.spent() > 0).any(axis=1)
         for j in np.nonzero(granted & ~within.any(axis=1))[0]:
             problems.append(f"block {self._blocks[j].id}: over capacity at every usable order")
@@ -969,6 +1005,7 @@ class Ledger:
                 {
                     "spec": spec.model_dump(mode="json"),
                     **{part: getattr(self, part)[j].tolist() for part in _BUDGET_PARTS},
+                    "spent_units": self.spent_units[j].tolist(),
                     "unlocked_fraction": float(self.unlocked_fraction[j]),
                 }
                 for j, spec in enumerate(self._blocks)
@@ -991,6 +1028,12 @@ class Ledger:
             values = [b.get(part, [0.0] * dims) for b in blocks]
             setattr(ledger, part, np.asarray(values, dtype=float).reshape(len(blocks), dims))
         ledger.unlocked_fraction = np.asarray([b["unlocked_fraction"] for b in blocks], dtype=float)
+        ledger.capacity_units = units_down(ledger.capacity)
+        ledger.spent_units = (
+            np.asarray([b["spent_units"] for b in blocks], dtype=np.int64).reshape(-1, dims)
+            if all("spent_units" in b for b in blocks)
+            else units_up(ledger.allocated + ledger.consumed)  # saved before the units
+        )
         ledger.block_arrival = np.asarray([b.arrival for b in ledger._blocks], dtype=float)
         ledger._claims = {c["id"]: Claim.from_dict(c, dims) for c in data["claims"]}
         ledger._pending = dict.fromkeys(data["pending"])
@@ -1024,6 +1067,7 @@ class Ledger:
             "accounting": _pack([json.dumps(self._accounting_dict())]),
             "blocks": _pack([json.dumps(b.model_dump(mode="json")) for b in self._blocks]),
             **{part: getattr(self, part) for part in _BUDGET_PARTS},
+            "spent_units": self.spent_units,
             "unlocked_fraction": self.unlocked_fraction,
             "claim_ids": _pack([c.id for c in claims]),
             "claim_weight": floats(c.weight for c in claims),
@@ -1070,6 +1114,12 @@ class Ledger:
         for part in _BUDGET_PARTS:
             setattr(ledger, part, np.array(arrays[part], dtype=float))
         ledger.unlocked_fraction = np.array(arrays["unlocked_fraction"], dtype=float)
+        ledger.capacity_units = units_down(ledger.capacity)
+        ledger.spent_units = (
+            np.array(arrays["spent_units"], dtype=np.int64)
+            if "spent_units" in arrays
+            else units_up(ledger.allocated + ledger.consumed)  # a snapshot from before the units
+        )
         ledger.block_arrival = np.asarray([b.arrival for b in blocks], dtype=float)
         names = [b.id for b in blocks]
         indptr = arrays["claim_indptr"].tolist()

@@ -104,12 +104,15 @@ def _step_on_every_claim(
 
 
 def _grant(ledger: Ledger, pending: PendingArrays, result: PolicyResult, time: float) -> list[str]:
-    """Allocate the policy's choice in its order, every claim at its (minimum) demand;
+    """Allocate the policy's choice in its order, every claim at its (minimum) demand
+    (a claim the ledger's exact admission refuses, at a capacity's last ulps, waits);
     then, in the same order, elastic claims grow to the most of their range that the
     budget left over holds, so growing never takes what the policy gave another."""
     granted = []
     for index in result.allocated:
         claim_id = str(pending.ids[index])
+        if not ledger.can_run(claim_id):
+            continue  # the exact check refuses what float planning let through: it waits
         ledger.allocate(claim_id, request_id=f"allocate:{claim_id}", time=time)
         granted.append(claim_id)
     for claim_id in granted:

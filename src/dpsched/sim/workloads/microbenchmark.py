@@ -12,6 +12,7 @@ Gaussian (mean `mu_blocks`, std `sigma_blocks`) and the blocks are picked at ran
 
 from __future__ import annotations
 
+from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
@@ -27,10 +28,12 @@ from dpsched.budget import (
     SubsampledLaplace,
     rdp_curve,
 )
+from dpsched.core.exact import SCALE, units_down
 from dpsched.sim.workloads.base import Task, TaskDemand
 from dpsched.sim.workloads.sampling import (
     NORMALIZING_DELTA,
     normalized,
+    normalizing_capacity,
     truncated_discrete_gaussian,
 )
 
@@ -90,6 +93,21 @@ def curve_buckets() -> dict[float, list[tuple[str, np.ndarray]]]:
     return buckets
 
 
+def exact_share(curve: np.ndarray, eps_min: float) -> np.ndarray:
+    """`eps_min` times a curve whose smallest normalised demand is 1, with that smallest
+    demand set to exactly eps_min of the block's capacity in the ledger's integer units
+    (rounded down): 1/eps_min such tasks fill a block exactly, as the paper means, where
+    float products would overshoot it by an ulp and the exact admission would refuse the
+    last one. The other orders keep the curve's shape (they are off by under 1e-12)."""
+    capacity_units = units_down(normalizing_capacity())
+    best = int(np.argmin(normalized(curve)))
+    share = Fraction(str(eps_min))  # the decimal as written: 0.1 is exactly a tenth
+    target = int(capacity_units[best] * share) / SCALE
+    scaled: np.ndarray = curve * (target / float(curve[best]))
+    scaled[best] = target
+    return scaled
+
+
 def microbenchmark(
     n_tasks: int, seed: int, params: MicrobenchmarkParams, n_blocks: int
 ) -> list[Task]:
@@ -108,7 +126,7 @@ def microbenchmark(
         pick = int(rng.integers(len(buckets[alpha])))
         key = (alpha, pick)
         if key not in demands:
-            curve = params.eps_min * buckets[alpha][pick][1]
+            curve = exact_share(buckets[alpha][pick][1], params.eps_min)
             demands[key] = TaskDemand(
                 delta=NORMALIZING_DELTA,
                 alphas=DEFAULT_ALPHAS,
