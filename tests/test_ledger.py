@@ -272,3 +272,19 @@ def test_consuming_an_explicit_amount_per_block() -> None:
     claim = ledger.consume_amount("a", claim.allocated.copy(), request_id="rest", time=3.0)
     assert claim.state.value == "consumed" and claim.finished_at == 3.0
     assert ledger.invariant_violations() == []
+
+
+def test_holders_count_the_claims_holding_each_block() -> None:
+    ledger = basic_ledger(n_blocks=2)
+    submit(ledger, "a", 0.2, ["b0", "b1"])
+    submit(ledger, "b", 0.2, ["b1"])
+    for cid in ("a", "b"):
+        ledger.allocate(cid, request_id=f"al-{cid}", time=0.0)
+    assert ledger.holders.tolist() == [1, 2]
+    ledger.consume("a", request_id="use", time=1.0)  # fully consumed: holds no more
+    ledger.release("b", request_id="rel", time=1.0)
+    assert ledger.holders.tolist() == [0, 0]
+    submit(ledger, "c", 0.2, ["b0"])
+    ledger.allocate("c", request_id="al-c", time=2.0)
+    for copy_ in (Ledger.from_dict(ledger.to_dict()), Ledger.from_arrays(ledger.to_arrays())):
+        assert copy_.holders.tolist() == [1, 0]

@@ -85,6 +85,30 @@ def test_tokens_and_roles(service: Service) -> None:
         error(admin.get("/v1/claims"), 403)
 
 
+def test_the_admin_acts_as_a_tenant_for_trusted_front_ends(service: Service) -> None:
+    """How the Kubernetes operator works for every namespace with one token."""
+    team = name("acting")
+    with service.tenant(team) as tenant, service.admin() as admin:
+        block = name("blk")
+        view = admin.post("/v1/blocks", json={"id": block, "epsilon": 10, "delta": 1e-7}).json()
+        assert view["delta"] == 1e-7 and view["claims_holding"] == 0
+        claim = {"id": "c1", "blocks": [block], "demand": {"rdp": [0.1, 0.2, 0.3]}}
+        acting = {"X-Dpsched-Tenant": team}
+        submitted = admin.post("/v1/claims", json=claim, headers=acting)
+        assert submitted.status_code == 201, submitted.text
+        assert tenant.get("/v1/claims/c1").json()["id"] == "c1"  # the tenant's own claim
+        error(admin.get("/v1/claims", headers={"X-Dpsched-Tenant": "nobody"}), 404)
+        with service.tenant(name("other")) as other:  # a tenant cannot act as another
+            assert other.get("/v1/claims/c1", headers=acting).status_code == 404
+        admin.post("/v1/schedule")
+        granted = tenant.get("/v1/claims/c1").json()
+        assert granted["state"] == "allocated" and granted["epsilon"] > 0
+        assert admin.get(f"/v1/blocks/{block}").json()["claims_holding"] == 1
+        rows = admin.get("/v1/audit", params={"limit": 10_000}).json()
+        assert rows["last_seq"] == rows["rows"][-1]["seq"]
+        assert any(r["actor"] == f"admin as {team}" for r in rows["rows"])
+
+
 def test_tenants_and_blocks(service: Service) -> None:
     team = name("team")
     with service.admin() as admin:

@@ -46,10 +46,16 @@ class Client:
         retries: int = 5,
         backoff: float = 0.2,
         transport: httpx.BaseTransport | None = None,
+        act_as: str | None = None,
     ) -> None:
+        """`act_as`: with the admin token, act as this tenant (a trusted front end, such
+        as the Kubernetes operator, whose tenants are namespaces)."""
+        headers = {"Authorization": f"Bearer {token}"}
+        if act_as is not None:
+            headers["X-Dpsched-Tenant"] = act_as
         self._http = httpx.Client(
             base_url=url.rstrip("/"),
-            headers={"Authorization": f"Bearer {token}"},
+            headers=headers,
             timeout=timeout,
             transport=transport,
         )

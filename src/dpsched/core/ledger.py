@@ -78,6 +78,8 @@ class Ledger:
         it consumed once released. Admission keeps it <= `capacity_units` exactly at an
         order that admits, so no float rounding can take a block over its capacity."""
         self.unlocked_fraction = np.zeros(0)
+        self.holders = np.zeros(0, dtype=np.int64)
+        """Allocated claims per block: the ones still holding a grant there."""
         self.block_arrival = np.zeros(0)
         self._claims: dict[str, Claim] = {}
         self._pending: dict[str, None] = {}
@@ -138,6 +140,7 @@ class Ledger:
         self.capacity_units = np.vstack([self.capacity_units, units_down(self.capacity[-1:])])
         self.spent_units = np.vstack([self.spent_units, zeros.astype(np.int64)])
         self.unlocked_fraction = np.append(self.unlocked_fraction, 0.0)
+        self.holders = np.append(self.holders, np.int64(0))
         self.block_arrival = np.append(self.block_arrival, spec.arrival)
         self.revision += 1
         if self.listener is not None:
@@ -731,6 +734,7 @@ class Ledger:
                 f"claim {claim_id}", f"not enough unlocked budget on blocks {short} at any order"
             )
         self.spent_units[rows] += units
+        self.holders[rows] += 1
         self.unlocked[rows] += claim.reserved - claim.demand
         self.reserved[rows] -= claim.reserved
         claim.reserved = np.zeros_like(claim.reserved)
@@ -926,6 +930,8 @@ class Ledger:
         return forgotten
 
     def _finish(self, claim: Claim, state: ClaimState, time: float) -> None:
+        if claim.state is ClaimState.ALLOCATED:
+            self.holders[claim.block_index] -= 1
         claim.state = state
         claim.finished_at = time
         self._finished[claim.id] = None
@@ -940,6 +946,10 @@ class Ledger:
         for request_id, record in self._requests.items():
             known = self._claim_requests.get(record.claim_id, ())
             self._claim_requests[record.claim_id] = (*known, request_id)
+        self.holders = np.zeros(len(self._blocks), dtype=np.int64)
+        for claim in self._claims.values():
+            if claim.state is ClaimState.ALLOCATED:
+                self.holders[claim.block_index] += 1
         finished = [c for c in self._claims.values() if c.finished_at is not None]
         finished.sort(key=lambda c: c.finished_at or 0.0)
         self._finished = dict.fromkeys(c.id for c in finished)

@@ -51,10 +51,17 @@ class Settings:
     snapshot_every: int = SNAPSHOT_EVERY
 
 
+ACT_AS = "x-dpsched-tenant"
+"""With the admin token, act as this tenant: how a trusted front end (the Kubernetes
+operator, whose tenants are namespaces) uses the one API without holding every
+tenant's token. The journal records the admin as the actor."""
+
+
 @dataclass(frozen=True)
 class Caller:
     admin: bool
     tenant: str | None
+    acting: bool = False
 
 
 class _Changes:
@@ -164,7 +171,12 @@ def create_app(settings: Settings) -> FastAPI:
             raise ApiError(401, "authorization", "send `Authorization: Bearer TOKEN`")
         token = token.strip()
         if hmac.compare_digest(token_hash(token), admin_hash):
-            return Caller(admin=True, tenant=None)
+            acting = request.headers.get(ACT_AS)
+            if acting is None:
+                return Caller(admin=True, tenant=None)
+            if acting not in state.tenants:
+                raise ApiError(404, ACT_AS, f"unknown tenant {acting!r}")
+            return Caller(admin=True, tenant=acting, acting=True)
         tenant = state.tenant_of(token)
         if tenant is None:
             raise ApiError(401, "authorization", "unknown token")
@@ -176,11 +188,15 @@ def create_app(settings: Settings) -> FastAPI:
             raise ApiError(403, "authorization", "this route needs the admin token")
         return who
 
-    def tenant(request: Request) -> str:
+    def as_tenant(request: Request) -> tuple[str, Caller]:
+        """The tenant a claim route acts for, and who acts (for the journal)."""
         who = caller(request)
-        if who.tenant is None:
+        if who.tenant is None or (who.admin and not who.acting):
             raise ApiError(403, "authorization", "claims belong to tenants: use a tenant token")
-        return who.tenant
+        return who.tenant, who
+
+    def tenant(request: Request) -> str:
+        return as_tenant(request)[0]
 
     # ------------------------------------------------------------ middleware
     app.add_middleware(Observe, metrics=metrics)
@@ -285,7 +301,7 @@ def create_app(settings: Settings) -> FastAPI:
         "/v1/claims", status_code=201, openapi_extra=_body(ClaimSpec), response_model=dict[str, Any]
     )
     async def submit(request: Request) -> Response:
-        owner = tenant(request)
+        owner, who = as_tenant(request)
         data = await json_body(request)
         spec = _claim_spec(data)
         key = ledger_id(owner, spec.id)
@@ -300,12 +316,12 @@ def create_app(settings: Settings) -> FastAPI:
                 return 200, view
             stored = spec.model_copy(update={"id": key, "arrival": now})
             _check_selector(stored, ledger)
-            with durable.acting(_context(Caller(False, owner), None), now) as engine:
+            with durable.acting(_context(who, None), now) as engine:
                 claim = _ledger_call(key, lambda: engine.submit(stored, now))
                 durable.record(
                     "claim_body",
                     {"tenant": owner, "id": spec.id, "body": data},
-                    _context(Caller(False, owner), None),
+                    _context(who, None),
                     now,
                 )
             meta = state.add_claim(owner, spec.id, canonical(data))
@@ -451,7 +467,7 @@ def create_app(settings: Settings) -> FastAPI:
         response_model=dict[str, Any],
     )
     async def consume(claim_id: str, request: Request) -> Response:
-        owner = tenant(request)
+        owner, who = as_tenant(request)
         body = _model(ConsumeBody, await json_body(request))
         if (body.fraction is None) == (body.amount is None):
             raise ApiError(422, "body", "give exactly one of 'fraction' or 'amount'")
@@ -464,7 +480,7 @@ def create_app(settings: Settings) -> FastAPI:
                 return _archived_retry(found, request_id, "consume")
             meta, claim = found
             ledger = durable.engine.ledger
-            with durable.acting(_context(Caller(False, owner), body.request_id), now) as engine:
+            with durable.acting(_context(who, body.request_id), now) as engine:
                 if body.amount is not None:
                     amount = _amount(ledger, claim.block_ids, body.amount)
                     _ledger_call(
@@ -490,20 +506,20 @@ def create_app(settings: Settings) -> FastAPI:
         response_model=dict[str, Any],
     )
     async def release(claim_id: str, request: Request) -> Response:
-        owner = tenant(request)
+        owner, who = as_tenant(request)
         body = _model(RequestBody, await json_body(request))
-        return reply(await run(_finish(owner, claim_id, body.request_id, only_release=True)))
+        return reply(await run(_finish(who, owner, claim_id, body.request_id, only_release=True)))
 
     @app.delete("/v1/claims/{claim_id}", response_model=dict[str, Any])
     async def withdraw(claim_id: str, request: Request, request_id: str | None = None) -> Response:
-        owner = tenant(request)
+        owner, who = as_tenant(request)
         if request_id is not None and not 0 < len(request_id) <= MAX_ID:
             raise ApiError(422, "request_id", f"1 to {MAX_ID} characters")
         rid = request_id if request_id is not None else f"delete:{claim_id}"
-        return reply(await run(_finish(owner, claim_id, rid, only_release=False)))
+        return reply(await run(_finish(who, owner, claim_id, rid, only_release=False)))
 
     def _finish(
-        owner: str, claim_id: str, request_id: str, *, only_release: bool
+        who: Caller, owner: str, claim_id: str, request_id: str, *, only_release: bool
     ) -> Callable[[DurableEngine, float], dict[str, Any]]:
         key = ledger_id(owner, claim_id)
         rid = ledger_id(owner, request_id)
@@ -522,7 +538,7 @@ def create_app(settings: Settings) -> FastAPI:
             else:
                 op = "release"  # the ledger refuses states that hold no grant
             call = engine_op(op)
-            with durable.acting(_context(Caller(False, owner), request_id), now) as engine:
+            with durable.acting(_context(who, request_id), now) as engine:
                 _ledger_call(key, lambda: call(engine, key, rid, now))
             return claim_view(ledger, meta, ledger.claim(key))
 
@@ -577,6 +593,7 @@ def create_app(settings: Settings) -> FastAPI:
                 for r in rows
             ],
             "next_after": rows[-1].seq if rows else after,
+            "last_seq": durable.journal.last_seq,
         }
 
     _install_openapi(app)
@@ -732,9 +749,8 @@ def _missing(claim_id: str) -> ApiError:
 
 
 def _context(who: Caller, request_id: str | None) -> Context:
-    return Context(
-        tenant=who.tenant, actor="admin" if who.admin else who.tenant, request_id=request_id
-    )
+    actor = f"admin as {who.tenant}" if who.acting else "admin" if who.admin else who.tenant
+    return Context(tenant=who.tenant, actor=actor, request_id=request_id)
 
 
 # ----------------------------------------------------------------- openapi

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from dpsched.budget.conversion import rdp_to_epsilon
 from dpsched.core import Claim, ClaimState, Ledger, block_fit, block_headroom, waiting_reason
 from dpsched.service.state import ClaimMeta
 
@@ -22,6 +23,7 @@ def block_view(ledger: Ledger, index: int) -> dict[str, Any]:
         "dimensions": spec.dimensions,
         "arrival": spec.arrival,
         "size": spec.size,
+        "delta": spec.delta,
         "alphas": alphas,
         "capacity": ledger.capacity[index].tolist(),
         "locked": ledger.locked[index].tolist(),
@@ -31,9 +33,29 @@ def block_view(ledger: Ledger, index: int) -> dict[str, Any]:
         "consumed": ledger.consumed[index].tolist(),
         "unlocked_fraction": float(ledger.unlocked_fraction[index]),
         "spent_epsilon": ledger.spent_epsilon(spec.id),
+        "claims_holding": int(ledger.holders[index]),
         "best_order": None if room.order is None or alphas is None else alphas[room.order],
         "remaining_at_best": room.remaining,
     }
+
+
+def granted_epsilon(ledger: Ledger, claim: Claim) -> float:
+    """The epsilon a grant costs: an elastic grant's own; else, per block at the block's
+    delta (the ledger's where it has none), the demand converted, and the largest."""
+    if claim.grant is not None and "epsilon" in claim.grant:
+        return float(claim.grant["epsilon"])
+    accounting = ledger.accounting
+    if accounting.mode == "basic":
+        return float(claim.demand[:, 0].max())
+    worst = 0.0
+    seen: set[tuple[bytes, float]] = set()
+    for row, j in zip(claim.demand, claim.block_index.tolist(), strict=True):
+        delta = ledger.blocks[j].delta or accounting.delta
+        key = (row.tobytes(), delta)
+        if key not in seen:
+            seen.add(key)
+            worst = max(worst, rdp_to_epsilon(accounting.alphas, row, delta))
+    return worst
 
 
 def _per_block(claim: Claim, matrix: np.ndarray) -> dict[str, list[float]]:
@@ -61,6 +83,7 @@ def claim_view(ledger: Ledger, meta: ClaimMeta, claim: Claim) -> dict[str, Any]:
         "remaining": _per_block(claim, claim.allocated) if granted else None,
         "consumed": _per_block(claim, claim.consumed),
         "reason": reason,
+        "epsilon": granted_epsilon(ledger, claim) if granted else None,
         "weight": claim.weight,
         "arrival": claim.arrival,
         "timeout": claim.timeout,
