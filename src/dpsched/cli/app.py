@@ -14,6 +14,7 @@ import typer
 from dpsched import __version__
 from dpsched.cli.client_commands import register as register_client_commands
 from dpsched.cli.common import Group, console
+from dpsched.cli.k8s_commands import register as register_k8s_commands
 from dpsched.cli.offline_commands import register as register_offline_commands
 from dpsched.cli.service_commands import register as register_service_commands
 from dpsched.cli.sim_commands import register as register_simulator_commands
@@ -54,6 +55,7 @@ register_offline_commands(app)
 register_simulator_commands(app)
 register_service_commands(app)
 register_client_commands(app)
+register_k8s_commands(app)
 
 
 def main() -> None:

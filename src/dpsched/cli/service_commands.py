@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +20,9 @@ from dpsched.cli.common import (
     write_json,
 )
 from dpsched.errors import InputError
+
+if TYPE_CHECKING:
+    from dpsched.k8s.run import KubeOptions
 
 DEFAULT_DB = "dpsched.db"
 Database = Annotated[
@@ -46,6 +49,41 @@ def _port_free(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as exc:
             raise InputError("--port", f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def _kube_options(
+    server: str | None,
+    insecure: bool,
+    host: str,
+    webhook_port: int,
+    tls: tuple[Path | None, Path | None],
+    peering: str | None,
+) -> KubeOptions:
+    """Where the operator connects and how the webhook listens (checked before anything
+    starts: bad options change nothing)."""
+    from dpsched.k8s.kube import Connection
+    from dpsched.k8s.run import KubeOptions
+
+    if server is None:
+        if not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            raise InputError("--kube-server", "not in a cluster: give the API server's URL")
+        connection = Connection.in_cluster()
+    else:
+        connection = Connection(server=server, insecure=insecure)
+    if (tls[0] is None) != (tls[1] is None):
+        raise InputError("--tls-key" if tls[1] is None else "--tls-cert", "give both or neither")
+    for option, path in (("--tls-cert", tls[0]), ("--tls-key", tls[1])):
+        if path is not None and not path.is_file():
+            raise InputError(option, f"{path} is not a file")
+    if webhook_port:
+        _port_free(host, webhook_port)
+    return KubeOptions(
+        connection=connection,
+        webhook_port=webhook_port or None,
+        tls_cert=str(tls[0]) if tls[0] else None,
+        tls_key=str(tls[1]) if tls[1] else None,
+        peering=peering,
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -76,17 +114,54 @@ def register(app: typer.Typer) -> None:
             "127.0.0.1"
         ),
         port: Annotated[int, typer.Option(metavar="PORT", help="port to listen on")] = 8700,
+        kubernetes: Annotated[
+            bool,
+            typer.Option(
+                "--kubernetes",
+                help="also run the Kubernetes operator and the Pod admission webhook",
+            ),
+        ] = False,
+        kube_server: Annotated[
+            str | None,
+            typer.Option(
+                metavar="URL",
+                help="API server (default: the in-cluster service account's)",
+            ),
+        ] = None,
+        kube_insecure: Annotated[
+            bool, typer.Option(help="do not verify the API server's certificate (tests)")
+        ] = False,
+        webhook_port: Annotated[
+            int, typer.Option(metavar="PORT", help="admission webhook port (0: none)")
+        ] = 8443,
+        tls_cert: Annotated[
+            Path | None, typer.Option(metavar="FILE", help="webhook TLS certificate")
+        ] = None,
+        tls_key: Annotated[Path | None, typer.Option(metavar="FILE", help="its key")] = None,
+        peering: Annotated[
+            str | None,
+            typer.Option(metavar="NAME", help="kopf peering: replicas elect one operator"),
+        ] = None,
     ) -> None:
         """Run the budget service: the REST API, the scheduling loop and the journal.
 
         The admin token is read from $DPSCHED_ADMIN_TOKEN (required). The database must
-        be migrated first (`dpsched db upgrade`).
+        be migrated first (`dpsched db upgrade`). With `--kubernetes`, the same process
+        also runs the operator (PrivateBlock and PrivacyClaim resources, gated Pods) and
+        the Pod admission webhook, over the same engine.
         """
         token = os.environ.get("DPSCHED_ADMIN_TOKEN", "").strip()
         if not token:
             raise InputError(
                 "DPSCHED_ADMIN_TOKEN", "set it to the admin token before starting the service"
             )
+        kube = (
+            _kube_options(
+                kube_server, kube_insecure, host, webhook_port, (tls_cert, tls_key), peering
+            )
+            if kubernetes
+            else None
+        )
         from dpsched.service.app import Settings, create_app
         from dpsched.service.config import load_service_config
 
@@ -96,6 +171,14 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         errors.print(f"dpsched serving on http://{host}:{port} (journal: {settings.db})")
+        if kube is not None:
+            import asyncio
+
+            from dpsched.k8s.run import serve_all
+
+            errors.print(f"dpsched operator: watching {kube.connection.server}")
+            asyncio.run(serve_all(service, host, port, token, kube))
+            return
         uvicorn.run(
             service,
             host=host,

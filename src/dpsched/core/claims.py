@@ -36,7 +36,13 @@ class ClaimSpec(BaseModel):
     weight: float = Field(1.0, gt=0.0, le=MAX_BUDGET, allow_inf_nan=False)
     arrival: float = Field(0.0, allow_inf_nan=False)
     timeout: float | None = Field(None, gt=0.0)
-    blocks: Annotated[BlockSelector, BeforeValidator(_list_means_ids)] | None = None
+    blocks: (
+        Annotated[
+            BlockSelector,
+            BeforeValidator(_list_means_ids, json_schema_input_type=list[str] | BlockSelector),
+        ]
+        | None
+    ) = None
     demand: DemandSpec | None = None
     demand_by_block: dict[str, DemandSpec] | None = None
     min_blocks: PositiveInt = 1

@@ -147,7 +147,7 @@ class DatasetSelector(BaseModel):
     dataset: str
     where: tuple[Condition, ...] = ()
 
-    @field_validator("where", mode="before")
+    @field_validator("where", mode="before", json_schema_input_type=str | list[str | Condition])
     @classmethod
     def _parse(cls, values: Any) -> Any:
         if isinstance(values, str):

@@ -1,0 +1,1 @@
+"""The Kubernetes front end: custom resources, the operator, gated Pods, Kubeflow."""

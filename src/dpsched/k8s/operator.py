@@ -1,0 +1,644 @@
+"""The Kubernetes operator: PrivateBlocks and PrivacyClaims become engine operations.
+
+The operator schedules nothing itself. It is a client of the budget service's API (in
+the same process under `dpsched serve --kubernetes`), acting for the namespace as the
+tenant, so validation, idempotency, the journal and the scheduling rounds are the
+service's, exactly as for any other client. Every operation carries a request id made
+from the object's uid (and the consumption target), so a re-delivered event or an
+operator restarted mid-way never applies anything twice: the service answers a retry
+with the first answer. The journal is the source of truth; statuses mirror it: a
+background task tails the journal (`/v1/audit`) and writes the status of every claim
+and block an operation touched, with Events on grant, expiry and release.
+
+Names: a claim's id in the engine is `<name>@<uid>` in the tenant `<namespace>`, so a
+claim deleted and created again under the same name is a new claim; a block's id is
+its name (blocks are never removed from the ledger: they are the audit trail).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from dpsched.client import Client, ServiceError
+from dpsched.errors import DpschedError
+from dpsched.k8s.kube import KubeApi, KubeError, path_of
+from dpsched.k8s.pods import GATE, claim_from_annotations, granted_annotations, wants_budget
+from dpsched.k8s.resources import (
+    API_VERSION,
+    GROUP,
+    VERSION,
+    ClaimPhase,
+    block_spec,
+    claim_spec,
+)
+
+BLOCKS = "privateblocks"
+CLAIMS = "privacyclaims"
+PHASES = {
+    "pending": ClaimPhase.PENDING,
+    "allocated": ClaimPhase.ALLOCATED,
+    "consumed": ClaimPhase.CONSUMED,
+    "released": ClaimPhase.RELEASED,
+    "expired": ClaimPhase.EXPIRED,
+    "rejected": ClaimPhase.REJECTED,
+}
+PHASE_EVENTS = {
+    ClaimPhase.ALLOCATED.value: ("Granted", False),
+    ClaimPhase.CONSUMED.value: ("Consumed", False),
+    ClaimPhase.RELEASED.value: ("Released", False),
+    ClaimPhase.EXPIRED.value: ("Expired", True),
+    ClaimPhase.REJECTED.value: ("Rejected", True),
+}
+"""The Event posted when a claim enters a phase: (reason, is a warning)."""
+PAGE = 1000
+POD_LABEL = "dpsched.io/pod"
+"""On a claim made for a gated Pod: the Pod's name."""
+
+log = logging.getLogger("dpsched.k8s")
+
+
+@dataclass
+class OperatorConfig:
+    service_url: str
+    admin_token: str
+    sync_interval: float = 0.5
+    """Seconds between two reads of the journal's tail (statuses lag by about this)."""
+
+
+@dataclass
+class Operator:
+    """Handlers and the status mirror, bound to one service and one API server."""
+
+    config: OperatorConfig
+    kube: KubeApi
+    _clients: dict[str | None, Client] = field(default_factory=dict)
+    _tenants: set[str] = field(default_factory=set)
+    _task: asyncio.Task[None] | None = None
+    cursor: int = 0
+
+    # ------------------------------------------------------------ service access
+    def client(self, namespace: str | None = None) -> Client:
+        if namespace not in self._clients:
+            self._clients[namespace] = Client(
+                self.config.service_url, self.config.admin_token, act_as=namespace
+            )
+        return self._clients[namespace]
+
+    def tenant(self, namespace: str) -> Client:
+        """The client acting as the namespace's tenant (created on first use)."""
+        if namespace not in self._tenants:
+            try:
+                self.client().add_tenant(namespace)
+            except ServiceError as exc:
+                if exc.status != 409:  # 409: it exists, which is what we want
+                    raise
+            self._tenants.add(namespace)
+        return self.client(namespace)
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+
+    # ------------------------------------------------------------------ blocks
+    def reconcile_block(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """Add the block to the ledger (once) and return its status."""
+        try:
+            block = block_spec(name, spec)
+        except (ValidationError, DpschedError) as exc:
+            return {"reason": f"invalid spec: {_first_error(exc)}", "exhausted": False}
+        body = block.model_dump(mode="json", exclude={"arrival"}, exclude_none=True)
+        admin = self.client()
+        try:
+            view = admin.add_block(body)
+        except ServiceError as exc:
+            if exc.status != 409:
+                return {"reason": f"{exc.field}: {exc.reason}", "exhausted": False}
+            view = admin.block(name)
+            if not _same_block(view, body):
+                return {
+                    "reason": f"a block named {name!r} exists in the ledger with another spec "
+                    "(block names are never reused)",
+                    "exhausted": False,
+                }
+        return block_status(view)
+
+    def block_held(self, name: str) -> bool:
+        try:
+            view = self.client().block(name)
+        except ServiceError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return int(view["claims_holding"]) > 0 or any(v > 0 for v in view["reserved"])
+
+    # ------------------------------------------------------------------ claims
+    def reconcile_claim(
+        self, namespace: str, name: str, uid: str, spec: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, list[tuple[str, str, bool]]]:
+        """Submit the claim (once) and apply its consumption controls. Returns the status
+        to write for a claim the engine never saw (refused before submission; all other
+        statuses come from the journal's mirror) and the Events to post (reason,
+        message, warning)."""
+        claim_id = engine_id(name, uid)
+        events: list[tuple[str, str, bool]] = []
+        try:
+            claim, controls = claim_spec(claim_id, spec)
+        except (ValidationError, DpschedError) as exc:
+            reason = f"invalid spec: {_first_error(exc)}"
+            return _rejected(reason), [("Rejected", reason, True)]
+        body = claim.model_dump(mode="json", exclude_unset=True)
+        body["id"] = claim_id
+        tenant = self.tenant(namespace)
+        try:
+            view = tenant.submit(body)
+        except ServiceError as exc:
+            if exc.status == 409 and exc.field == "id":
+                view = tenant.claim(claim_id)
+                events.append(
+                    (
+                        "RequestChanged",
+                        "the claim's request cannot change once submitted: the change is ignored",
+                        True,
+                    )
+                )
+            elif exc.status in (400, 404, 422):
+                reason = f"{exc.field}: {exc.reason}"
+                return _rejected(reason), [("Rejected", reason, True)]
+            else:
+                raise
+        if view["state"] == "allocated":
+            self._apply_controls(tenant, view, uid, controls.consumed_fraction, controls.release)
+        return None, events
+
+    def _apply_controls(
+        self, tenant: Client, view: dict[str, Any], uid: str, target: float, release: bool
+    ) -> dict[str, Any]:
+        claim_id = view["id"]
+        done = consumed_fraction(view)
+        try:
+            if target > done + 1e-12:
+                view = tenant.consume(
+                    claim_id,
+                    fraction=min(target - done, 1.0),
+                    request_id=f"{uid}:consume:{target!r}",
+                )
+            if release and view["state"] == "allocated":
+                view = tenant.release(claim_id, request_id=f"{uid}:release")
+        except ServiceError as exc:
+            if exc.status != 409:  # 409: no longer allocated; the status says what it is
+                raise
+            view = tenant.claim(claim_id)
+        return view
+
+    def withdraw_claim(self, namespace: str, name: str, uid: str) -> None:
+        """A deleted claim: withdrawn if pending, its unconsumed grant released if allocated."""
+        try:
+            self.tenant(namespace).withdraw(engine_id(name, uid), request_id=f"{uid}:withdraw")
+        except ServiceError as exc:
+            if exc.status not in (404, 409):  # never submitted, or already finished
+                raise
+
+    # ----------------------------------------------------------- status mirror
+    async def mirror_forever(self) -> None:
+        while True:
+            try:
+                await self.mirror_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the next pass retries: the journal is still there
+                log.exception("mirroring statuses failed; retrying")
+            await asyncio.sleep(self.config.sync_interval)
+
+    async def start_mirror(self) -> None:
+        """Start tailing the journal from its end: statuses of existing objects are
+        written by kopf's resume handlers, which reconcile every object at start."""
+        page = await asyncio.to_thread(self.client().audit, 0, 1)
+        self.cursor = int(page["last_seq"])
+        self._task = asyncio.create_task(self.mirror_forever())
+
+    async def stop_mirror(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def mirror_once(self) -> None:
+        """Read the journal past the cursor; write the status of every claim an
+        operation touched, then of their blocks (all blocks after an unlocking)."""
+        claims: dict[str, None] = {}  # ledger keys, in journal order
+        every_block = False
+        while True:
+            page = await asyncio.to_thread(self.client().audit, self.cursor, PAGE)
+            for row in page["rows"]:
+                args = row["args"] if isinstance(row["args"], dict) else {}
+                key = args.get("claim")
+                if isinstance(key, dict):  # a submission carries the whole claim
+                    key = key.get("id")
+                if isinstance(key, str) and "@" in key.partition("/")[2]:
+                    claims[key] = None
+                every_block |= row["op"] in ("unlock", "add_block")
+            self.cursor = int(page["next_after"])
+            if len(page["rows"]) < PAGE:
+                break
+        blocks: set[str] = set()
+        for key in claims:
+            blocks.update(await self._mirror_claim(key))
+        if every_block:
+            blocks = {b["id"] for b in await asyncio.to_thread(self.client().blocks)}
+        for name in sorted(blocks):
+            await self._mirror_block(name)
+
+    async def _mirror_claim(self, key: str) -> list[str]:
+        """Write one claim's status (and an Event when its phase changed); its blocks."""
+        namespace, claim_id = key.split("/", 1)
+        name, uid = claim_id.rsplit("@", 1)
+        try:
+            view = await asyncio.to_thread(self.client(namespace).claim, claim_id)
+        except ServiceError as exc:
+            if exc.status in (403, 404):
+                return []
+            raise
+        path = path_of(GROUP, VERSION, CLAIMS, namespace, name)
+        current = await self.kube.get(path)
+        if current is None or current["metadata"].get("uid") != uid:
+            return list(view["blocks"])  # deleted, or a newer object of the same name
+        old = current.get("status") or {}
+        status = claim_status(view, old)
+        await self.kube.patch_status(path, status)
+        if status["phase"] != old.get("phase") and status["phase"] in PHASE_EVENTS:
+            reason, warning = PHASE_EVENTS[status["phase"]]
+            await self.kube.event(
+                involved(current), "PrivacyClaim", reason, claim_message(view), warning=warning
+            )
+            if POD_LABEL in (current["metadata"].get("labels") or {}):
+                await self._settle_pod(current, view)
+        return list(view["blocks"])
+
+    async def _mirror_block(self, name: str) -> None:
+        try:
+            view = await asyncio.to_thread(self.client().block, name)
+        except ServiceError as exc:
+            if exc.status == 404:
+                return
+            raise
+        await self.kube.patch_status(
+            path_of(GROUP, VERSION, BLOCKS, None, name), block_status(view)
+        )
+
+    # -------------------------------------------------------------------- pods
+    async def claim_for_pod(self, pod: dict[str, Any]) -> str | None:
+        """Create the PrivacyClaim a gated Pod asks for, owned by the Pod (once; its name
+        is `pod-<pod name>`). Returns why the Pod cannot have one, if it cannot."""
+        meta = pod["metadata"]
+        annotations = meta.get("annotations") or {}
+        try:
+            spec = claim_from_annotations(annotations)
+        except DpschedError as exc:  # the webhook refuses these; a Pod made before it runs
+            return f"annotation {getattr(exc, 'field', '')}: {getattr(exc, 'reason', exc)}"
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "PrivacyClaim",
+            "metadata": {
+                "name": pod_claim_name(meta["name"]),
+                "namespace": meta["namespace"],
+                "labels": {POD_LABEL: meta["name"]},
+                "ownerReferences": [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "name": meta["name"],
+                        "uid": meta["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": spec,
+        }
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{meta['namespace']}/{CLAIMS}"
+        try:
+            await self.kube.request("POST", path, body)
+        except KubeError as exc:
+            if exc.status != 409:  # 409: made already (a re-delivered event)
+                raise
+        return None
+
+    async def _settle_pod(self, claim: dict[str, Any], view: dict[str, Any]) -> None:
+        """A pod's claim changed phase: on a grant, write the seed's result annotations
+        and remove the scheduling gate; otherwise tell the Pod why it stays gated."""
+        namespace = claim["metadata"]["namespace"]
+        pod_name = claim["metadata"].get("labels", {}).get(POD_LABEL)
+        path = path_of("", "v1", "pods", namespace, pod_name)
+        pod = await self.kube.get(path)
+        if pod is None:
+            return
+        if view["state"] == "allocated":
+            delta = None if view.get("epsilon") is None else self.delta_of(view)
+            annotations = granted_annotations(view, delta)
+            await self.kube.merge_patch(path, {"metadata": {"annotations": annotations}})
+            await self._ungate(path)
+        elif view["state"] in ("rejected", "expired"):
+            await self.kube.event(
+                involved(pod, api_version="v1"),
+                "Pod",
+                "BudgetRefused" if view["state"] == "rejected" else "BudgetExpired",
+                f"the Pod stays gated: its claim is {view['state']}: {view.get('reason')}",
+                warning=True,
+            )
+
+    def delta_of(self, view: dict[str, Any]) -> float | None:
+        deltas = []
+        for name in view["blocks"]:
+            try:
+                found = self.client().block(name)
+            except ServiceError:
+                continue
+            deltas.append(found.get("delta"))
+        known = [d for d in deltas if d is not None]
+        return max(known) if known else None
+
+    async def _ungate(self, path: str) -> None:
+        """Remove only our gate, guarded by the Pod's resourceVersion (another
+        controller's gates stay); retried on a conflict."""
+        for _ in range(8):
+            pod = await self.kube.get(path)
+            if pod is None:
+                return
+            gates = (pod.get("spec") or {}).get("schedulingGates") or []
+            if not any(g.get("name") == GATE for g in gates):
+                return
+            remaining = [g for g in gates if g.get("name") != GATE]
+            version = pod["metadata"].get("resourceVersion")
+            operations: list[dict[str, Any]] = [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+                (
+                    {"op": "replace", "path": "/spec/schedulingGates", "value": remaining}
+                    if remaining
+                    else {"op": "remove", "path": "/spec/schedulingGates"}
+                ),
+            ]
+            try:
+                await self.kube.json_patch(path, operations)
+                return
+            except KubeError as exc:
+                if exc.status not in (409, 422):
+                    raise
+            await asyncio.sleep(0.05)
+
+    async def pod_progress(self, pod: dict[str, Any], ended: bool) -> None:
+        """A pod's checkpoint (dp-consumed-fraction) or end: apply it to its claim, with the
+        claim's own request ids, so whichever of the two paths runs first does it once."""
+        meta = pod["metadata"]
+        annotations = meta.get("annotations") or {}
+        path = path_of(GROUP, VERSION, CLAIMS, meta["namespace"], pod_claim_name(meta["name"]))
+        claim = await self.kube.get(path)
+        if claim is None:
+            return
+        try:
+            target = min(max(float(annotations.get("dp-consumed-fraction", "0")), 0.0), 1.0)
+        except ValueError:
+            target = 0.0
+        release = False
+        if ended:
+            release = not started(pod) or annotations.get("dp-on-exit") == "release"
+            if not release:
+                target = 1.0  # it ran: its output may have left the job
+        spec = claim.get("spec") or {}
+        target = max(target, float(spec.get("consumedFraction", 0.0)))
+        uid = claim["metadata"]["uid"]
+        claim_id = engine_id(claim["metadata"]["name"], uid)
+        tenant = self.tenant(meta["namespace"])
+
+        def apply() -> None:
+            view = tenant.claim(claim_id)
+            if view["state"] == "allocated":
+                self._apply_controls(tenant, view, uid, target, release)
+
+        with contextlib.suppress(ServiceError):
+            await asyncio.to_thread(apply)
+        update: dict[str, Any] = {"consumedFraction": target}
+        if release:
+            update["release"] = True
+        with contextlib.suppress(KubeError):
+            await self.kube.merge_patch(path, {"spec": update})
+
+    # ---------------------------------------------------------------- handlers
+    def register(self, registry: kopf.OperatorRegistry) -> None:
+        """Attach the handlers to a kopf registry (the default one, or a test's)."""
+        on = kopf.on
+
+        @on.startup(registry=registry)
+        async def _started(**_: Any) -> None:
+            await self.start_mirror()
+
+        @on.cleanup(registry=registry)
+        async def _stopped(**_: Any) -> None:
+            await self.stop_mirror()
+            await self.kube.close()
+            self.close()
+
+        @on.resume(GROUP, VERSION, BLOCKS, registry=registry)
+        @on.create(GROUP, VERSION, BLOCKS, registry=registry)
+        @on.update(GROUP, VERSION, BLOCKS, field="spec", registry=registry)
+        def _block(*, name: str, spec: kopf.Spec, patch: kopf.Patch, **_: Any) -> None:
+            status = self.reconcile_block(name, dict(spec))
+            patch.status.update(status)
+
+        @on.delete(GROUP, VERSION, BLOCKS, registry=registry)
+        def _block_deleted(*, name: str, **_: Any) -> None:
+            if self.block_held(name):
+                raise kopf.TemporaryError(
+                    f"claims still hold budget on block {name!r}: deleting it waits", delay=5
+                )
+
+        @on.resume(GROUP, VERSION, CLAIMS, registry=registry)
+        @on.create(GROUP, VERSION, CLAIMS, registry=registry)
+        @on.update(GROUP, VERSION, CLAIMS, field="spec", registry=registry)
+        def _claim(
+            *,
+            namespace: str | None,
+            name: str,
+            uid: str,
+            spec: kopf.Spec,
+            body: kopf.Body,
+            patch: kopf.Patch,
+            **_: Any,
+        ) -> None:
+            assert namespace is not None  # claims are namespaced
+            status, events = self.reconcile_claim(namespace, name, uid, dict(spec))
+            if status is not None:
+                patch.status.update(status)
+            patch.status["observedGeneration"] = body.metadata.get("generation")
+            for reason, message, warning in events:
+                (kopf.warn if warning else kopf.info)(body, reason=reason, message=message)
+
+        @on.delete(GROUP, VERSION, CLAIMS, registry=registry)
+        def _claim_deleted(*, namespace: str | None, name: str, uid: str, **_: Any) -> None:
+            assert namespace is not None
+            self.withdraw_claim(namespace, name, uid)
+
+        opted_in = {"dp-mode": "true"}
+
+        @on.resume("", "v1", "pods", annotations=opted_in, registry=registry)
+        @on.create("", "v1", "pods", annotations=opted_in, registry=registry)
+        async def _pod(*, body: kopf.Body, **_: Any) -> None:
+            pod = dict(body)
+            gated = any(g.get("name") == GATE for g in body.spec.get("schedulingGates") or [])
+            if gated and wants_budget(body.metadata.annotations):
+                problem = await self.claim_for_pod(pod)
+                if problem is not None:
+                    kopf.warn(body, reason="BudgetRefused", message=problem)
+
+        @on.field(
+            "",
+            "v1",
+            "pods",
+            field="metadata.annotations.dp-consumed-fraction",
+            annotations=opted_in,
+            registry=registry,
+        )
+        async def _pod_checkpoint(*, body: kopf.Body, **_: Any) -> None:
+            await self.pod_progress(dict(body), ended=False)
+
+        @on.field("", "v1", "pods", field="status.phase", annotations=opted_in, registry=registry)
+        async def _pod_phase(*, body: kopf.Body, new: Any, **_: Any) -> None:
+            if new in ("Succeeded", "Failed"):
+                await self.pod_progress(dict(body), ended=True)
+
+        @on.delete("", "v1", "pods", annotations=opted_in, registry=registry)
+        async def _pod_deleted(*, body: kopf.Body, **_: Any) -> None:
+            await self.pod_progress(dict(body), ended=True)
+
+
+# -------------------------------------------------------------------- helpers
+def engine_id(name: str, uid: str) -> str:
+    return f"{name}@{uid}"
+
+
+def started(pod: dict[str, Any]) -> bool:
+    """Did any container of the Pod ever run (so its output may have left it)?"""
+    status = pod.get("status") or {}
+    if status.get("phase") in ("Running", "Succeeded", "Failed"):
+        return True
+    containers = status.get("containerStatuses") or []
+    return any({"running", "terminated"} & set(c.get("state") or {}) for c in containers)
+
+
+def pod_claim_name(pod: str) -> str:
+    return f"pod-{pod}"[:253]
+
+
+def involved(obj: dict[str, Any], api_version: str = API_VERSION) -> dict[str, Any]:
+    meta = obj["metadata"]
+    found = {"apiVersion": api_version, "name": meta["name"], "uid": meta.get("uid")}
+    if meta.get("namespace"):
+        found["namespace"] = meta["namespace"]
+    return found
+
+
+def consumed_fraction(view: dict[str, Any]) -> float:
+    """How much of its grant the claim has consumed (the largest share on any entry)."""
+    best = 0.0
+    for block, demand in view["demand"].items():
+        for d, c in zip(demand, view["consumed"].get(block, []), strict=False):
+            if d > 0 and d != float("inf"):
+                best = max(best, c / d)
+    return min(best, 1.0)
+
+
+def claim_message(view: dict[str, Any]) -> str:
+    state = view["state"]
+    if state in ("allocated", "consumed", "released"):
+        eps = view.get("epsilon")
+        text = f"{state} on {', '.join(view['blocks'])}"
+        return text + (f" (epsilon {eps:.4g})" if isinstance(eps, float) else "")
+    return f"{state}: {view.get('reason') or 'no reason given'}"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _condition(
+    old: dict[str, Any] | None, kind: str, ok: bool, reason: str, message: str
+) -> dict[str, Any]:
+    """A condition whose lastTransitionTime moves only when its status changes."""
+    status = "True" if ok else "False"
+    previous = next((c for c in (old or {}).get("conditions", []) if c.get("type") == kind), None)
+    since = previous["lastTransitionTime"] if previous and previous["status"] == status else _now()
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message[:1024],
+        "lastTransitionTime": since,
+    }
+
+
+def claim_status(view: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
+    phase = PHASES[view["state"]]
+    granted = phase in (ClaimPhase.ALLOCATED, ClaimPhase.CONSUMED, ClaimPhase.RELEASED)
+    blocks = list(view["blocks"]) if granted else []
+    return {
+        "phase": phase.value,
+        "blocks": blocks,
+        "blockCount": len(blocks),
+        "epsilon": view.get("epsilon"),
+        "grant": view.get("grant"),
+        "consumedFraction": consumed_fraction(view) if granted else 0.0,
+        "actualData": view.get("actual_data") if granted else None,
+        "reason": view.get("reason"),
+        "conditions": [
+            _condition(old, "Granted", granted, phase.value, claim_message(view)),
+        ],
+    }
+
+
+def _rejected(reason: str) -> dict[str, Any]:
+    return {
+        "phase": ClaimPhase.REJECTED.value,
+        "blocks": [],
+        "blockCount": 0,
+        "reason": reason,
+        "conditions": [_condition(None, "Granted", False, "Rejected", reason)],
+    }
+
+
+def block_status(view: dict[str, Any]) -> dict[str, Any]:
+    alphas = view.get("alphas")
+    orders = [f"alpha={a:g}" for a in alphas] if alphas else ["epsilon"]
+    capacity = view["capacity"]
+    total = sum(capacity) or 1.0
+    unlocked_share = 100.0 * float(view.get("unlocked_fraction", 0.0))
+    remaining = view.get("remaining_at_best")
+    return {
+        "orders": orders,
+        "budget": {
+            part: view[part] for part in ("capacity", "locked", "unlocked", "allocated", "consumed")
+        },
+        "spentEpsilon": view.get("spent_epsilon"),
+        "unlockedPercent": round(unlocked_share, 3),
+        "claims": int(view["claims_holding"]),
+        "exhausted": remaining is not None and remaining <= 1e-12 * total,
+        "reason": None,
+    }
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "spec"
+        return f"{where}: {error['msg']}"
+    return str(exc)
+
+
+def _same_block(view: dict[str, Any], body: dict[str, Any]) -> bool:
+    return all(view.get(k) == v for k, v in body.items() if k in ("dataset", "size"))

@@ -1,0 +1,145 @@
+"""`dpsched serve --kubernetes` as users run it: one process serving the REST API, the
+admission webhook over TLS and the operator, against the Kubernetes emulator."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import signal
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from tests.k8s_api import running_cluster, wait_for
+from tests.service_process import ADMIN, free_port, new_database
+from tests.test_k8s_pods import SEED_EXAMPLE, review
+
+API = "dpsched.io/v1"
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_one_process_serves_the_api_the_webhook_and_the_operator(tmp_path: Path) -> None:
+    config = tmp_path / "service.yaml"
+    config.write_text(yaml.safe_dump({"accounting": "basic", "scheduler": {"period": 0.2}}))
+    db = new_database("sqlite", tmp_path, None)
+    cert, key = self_signed(tmp_path)
+    trust = ssl.create_default_context(cafile=str(cert))
+    port, webhook_port = free_port(), free_port()
+    with running_cluster() as cluster:
+        log = (tmp_path / "serve.log").open("wb")
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dpsched",
+                "serve",
+                "--kubernetes",
+                f"--db={db}",
+                f"--config={config}",
+                f"--port={port}",
+                f"--kube-server={cluster.url}",
+                "--kube-insecure",
+                f"--webhook-port={webhook_port}",
+                f"--tls-cert={cert}",
+                f"--tls-key={key}",
+            ],
+            env={**os.environ, "DPSCHED_ADMIN_TOKEN": ADMIN},
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            api = f"http://127.0.0.1:{port}"
+            webhook = f"https://127.0.0.1:{webhook_port}"
+
+            def up() -> bool:
+                assert process.poll() is None, (tmp_path / "serve.log").read_text()
+                try:
+                    httpx.get(f"{api}/healthz", timeout=1).raise_for_status()
+                    httpx.get(f"{webhook}/healthz", verify=trust, timeout=1).raise_for_status()
+                except httpx.HTTPError:
+                    return False
+                return True
+
+            wait_for(up, timeout=60, what="the API and the webhook")
+            answer = httpx.post(
+                f"{webhook}/mutate/pods", json=review(SEED_EXAMPLE), verify=trust
+            )
+            assert answer.json()["response"]["patchType"] == "JSONPatch"
+            block = {"apiVersion": API, "kind": "PrivateBlock", "metadata": {"name": "b"}}
+            cluster.create(API, "privateblocks", None, {**block, "spec": {"epsilon": 1.0}})
+            meta = {"name": "c", "namespace": "team-a"}
+            spec = {"blocks": ["b"], "demand": {"epsilon": 0.5}}
+            claim = {"apiVersion": API, "kind": "PrivacyClaim", "metadata": meta, "spec": spec}
+            cluster.create(API, "privacyclaims", "team-a", claim)
+            wait_for(
+                lambda: (
+                    (cluster.get(API, "privacyclaims", "team-a", "c") or {})
+                    .get("status", {})
+                    .get("phase")
+                    == "Allocated"
+                ),
+                timeout=30,
+                what="the claim to be granted by the operator in the service's process",
+            )
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise
+    assert process.returncode in (0, -signal.SIGTERM), (tmp_path / "serve.log").read_text()
+
+
+def test_outside_a_cluster_the_server_must_be_named(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"}
+    db = new_database("sqlite", tmp_path, None)
+    run = subprocess.run(
+        [sys.executable, "-m", "dpsched", "serve", "--kubernetes", f"--db={db}"],
+        check=False,
+        env={**env, "DPSCHED_ADMIN_TOKEN": ADMIN},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [
+        "error: --kube-server: not in a cluster: give the API server's URL"
+    ]
