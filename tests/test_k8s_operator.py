@@ -1,4 +1,4 @@
-"""The operator for real: kopf running against the Kubernetes emulator (tests/k8s_api.py),
+"""The operator for real: kopf running against the Kubernetes emulator (k8s/emulator.py),
 the budget service as a real process. Claims and blocks go in as custom resources;
 decisions come back as statuses and Events; consumption, release, deletion, restarts
 and conflicts never lose or double an operation."""
@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,9 +17,9 @@ import httpx
 import jsonpatch
 import pytest
 import yaml
-from tests.k8s_api import Cluster, running_cluster, wait_for
 from tests.service_process import ADMIN, Service, new_database
 
+from dpsched.k8s.emulator import Cluster, running_cluster, wait_for
 from dpsched.k8s.kube import Connection, KubeApi
 from dpsched.k8s.operator import OperatorConfig
 from dpsched.k8s.pods import GATE, admission_response
@@ -427,3 +428,22 @@ def test_a_pod_that_never_ran_gives_its_budget_back_and_a_refused_one_stays_gate
     wait_for(lambda: "BudgetRefused" in reasons(cluster, "team-a", "greedy"))
     assert pod(cluster, "greedy")["spec"]["schedulingGates"] == [{"name": GATE}]
     assert pod(cluster, "greedy")["metadata"]["annotations"]["dp-request"] == "true"
+
+
+def test_a_claim_made_before_its_blocks_waits_for_them(
+    cluster: Cluster, service: Service, operator: RunningOperator
+) -> None:
+    """Blocks and claims are reconciled concurrently: a claim naming a PrivateBlock the
+    ledger has not seen yet waits for it instead of being rejected."""
+    claim(cluster, "team-a", "eager", {"blocks": ["late-day"], "demand": {"epsilon": 0.1}})
+    selector = {"dataset": "late", "where": ["time >= 0"]}
+    claim(cluster, "team-a", "eager-selector", {"blocks": selector, "demand": {"epsilon": 0.1}})
+    time.sleep(2.5)  # two or three handler retries
+    assert status(cluster, "team-a", "eager").get("phase") != "Rejected"
+    assert status(cluster, "team-a", "eager-selector").get("phase") != "Rejected"
+    block(cluster, "late-day")
+    body = {"apiVersion": API, "kind": "PrivateBlock", "metadata": {"name": "late-0"}}
+    spec = {"dataset": "late", "dimensions": {"time": 0}, "epsilon": 1.0}
+    cluster.create(API, "privateblocks", None, {**body, "spec": spec})
+    phase_becomes(cluster, "team-a", "eager", "Allocated")
+    assert phase_becomes(cluster, "team-a", "eager-selector", "Allocated")["blocks"] == ["late-0"]

@@ -18,9 +18,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from tests.k8s_api import running_cluster, wait_for
 from tests.service_process import ADMIN, free_port, new_database
 from tests.test_k8s_pods import SEED_EXAMPLE, review
+
+from dpsched.k8s.emulator import running_cluster, wait_for
 
 API = "dpsched.io/v1"
 
@@ -98,9 +99,7 @@ def test_one_process_serves_the_api_the_webhook_and_the_operator(tmp_path: Path)
                 return True
 
             wait_for(up, timeout=60, what="the API and the webhook")
-            answer = httpx.post(
-                f"{webhook}/mutate/pods", json=review(SEED_EXAMPLE), verify=trust
-            )
+            answer = httpx.post(f"{webhook}/mutate/pods", json=review(SEED_EXAMPLE), verify=trust)
             assert answer.json()["response"]["patchType"] == "JSONPatch"
             block = {"apiVersion": API, "kind": "PrivateBlock", "metadata": {"name": "b"}}
             cluster.create(API, "privateblocks", None, {**block, "spec": {"epsilon": 1.0}})

@@ -109,12 +109,16 @@ class KubeApi:
     async def json_patch(self, path: str, operations: list[dict[str, Any]]) -> Any:
         return await self.request("PATCH", path, operations, "application/json-patch+json")
 
-    async def patch_status(self, path: str, status: dict[str, Any]) -> bool:
-        """Merge `status` into the object's status, guarded by its resourceVersion; on a
-        conflict, re-read and retry with backoff. False if the object is gone."""
+    async def patch_status(
+        self, path: str, status: dict[str, Any], current: dict[str, Any] | None = None
+    ) -> bool:
+        """Merge `status` into the object's status, guarded by its resourceVersion (of
+        `current`, the object as just read, if given); on a conflict, re-read and retry
+        with backoff. False if the object is gone."""
         delay = 0.05
-        for _ in range(CONFLICT_RETRIES):
-            current = await self.get(path)
+        for attempt in range(CONFLICT_RETRIES):
+            if attempt or current is None:
+                current = await self.get(path)
             if current is None:
                 return False
             version = current.get("metadata", {}).get("resourceVersion")

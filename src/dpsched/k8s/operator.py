@@ -59,10 +59,18 @@ PHASE_EVENTS = {
 }
 """The Event posted when a claim enters a phase: (reason, is a warning)."""
 PAGE = 1000
+MIRROR_WRITES = 16
+"""Status writes the mirror keeps in flight at once."""
+BLOCK_WAIT_RETRIES = 60
+"""Handler retries (one a second) a claim waits for blocks the ledger does not know yet."""
 POD_LABEL = "dpsched.io/pod"
 """On a claim made for a gated Pod: the Pod's name."""
 
 log = logging.getLogger("dpsched.k8s")
+
+
+class UnknownBlocksError(Exception):
+    """The claim names blocks the ledger does not have (yet)."""
 
 
 @dataclass
@@ -141,12 +149,14 @@ class Operator:
 
     # ------------------------------------------------------------------ claims
     def reconcile_claim(
-        self, namespace: str, name: str, uid: str, spec: dict[str, Any]
+        self, namespace: str, name: str, uid: str, spec: dict[str, Any], patient: bool = False
     ) -> tuple[dict[str, Any] | None, list[tuple[str, str, bool]]]:
         """Submit the claim (once) and apply its consumption controls. Returns the status
         to write for a claim the engine never saw (refused before submission; all other
         statuses come from the journal's mirror) and the Events to post (reason,
-        message, warning)."""
+        message, warning). `patient`: a claim whose blocks the ledger does not know yet
+        raises UnknownBlocksError (their PrivateBlocks may be on their way: the two kinds
+        are reconciled concurrently) instead of being rejected."""
         claim_id = engine_id(name, uid)
         events: list[tuple[str, str, bool]] = []
         try:
@@ -171,6 +181,8 @@ class Operator:
                 )
             elif exc.status in (400, 404, 422):
                 reason = f"{exc.field}: {exc.reason}"
+                if patient and exc.field.startswith("blocks"):
+                    raise UnknownBlocksError(reason) from None
                 return _rejected(reason), [("Rejected", reason, True)]
             else:
                 raise
@@ -248,31 +260,49 @@ class Operator:
             self.cursor = int(page["next_after"])
             if len(page["rows"]) < PAGE:
                 break
-        blocks: set[str] = set()
-        for key in claims:
-            blocks.update(await self._mirror_claim(key))
+        blocks = await self._mirror_claims(list(claims))
         if every_block:
             blocks = {b["id"] for b in await asyncio.to_thread(self.client().blocks)}
         for name in sorted(blocks):
             await self._mirror_block(name)
 
-    async def _mirror_claim(self, key: str) -> list[str]:
-        """Write one claim's status (and an Event when its phase changed); its blocks."""
+    def _views(self, keys: list[str]) -> list[dict[str, Any] | None]:
+        """The claims' views from the service (one thread, one connection per tenant)."""
+        views: list[dict[str, Any] | None] = []
+        for key in keys:
+            namespace, claim_id = key.split("/", 1)
+            try:
+                views.append(self.client(namespace).claim(claim_id))
+            except ServiceError as exc:
+                if exc.status not in (403, 404):
+                    raise
+                views.append(None)
+        return views
+
+    async def _mirror_claims(self, keys: list[str]) -> set[str]:
+        """Write the claims' statuses, MIRROR_WRITES at a time; the blocks they hold."""
+        views = await asyncio.to_thread(self._views, keys)
+        gate = asyncio.Semaphore(MIRROR_WRITES)
+
+        async def one(key: str, view: dict[str, Any]) -> None:
+            async with gate:
+                await self._mirror_claim(key, view)
+
+        found = [(k, v) for k, v in zip(keys, views, strict=True) if v is not None]
+        await asyncio.gather(*(one(k, v) for k, v in found))
+        return {b for _, view in found for b in view["blocks"]}
+
+    async def _mirror_claim(self, key: str, view: dict[str, Any]) -> None:
+        """Write one claim's status (and an Event when its phase changed)."""
         namespace, claim_id = key.split("/", 1)
         name, uid = claim_id.rsplit("@", 1)
-        try:
-            view = await asyncio.to_thread(self.client(namespace).claim, claim_id)
-        except ServiceError as exc:
-            if exc.status in (403, 404):
-                return []
-            raise
         path = path_of(GROUP, VERSION, CLAIMS, namespace, name)
         current = await self.kube.get(path)
         if current is None or current["metadata"].get("uid") != uid:
-            return list(view["blocks"])  # deleted, or a newer object of the same name
+            return  # deleted, or a newer object of the same name
         old = current.get("status") or {}
         status = claim_status(view, old)
-        await self.kube.patch_status(path, status)
+        await self.kube.patch_status(path, status, current)
         if status["phase"] != old.get("phase") and status["phase"] in PHASE_EVENTS:
             reason, warning = PHASE_EVENTS[status["phase"]]
             await self.kube.event(
@@ -280,7 +310,6 @@ class Operator:
             )
             if POD_LABEL in (current["metadata"].get("labels") or {}):
                 await self._settle_pod(current, view)
-        return list(view["blocks"])
 
     async def _mirror_block(self, name: str) -> None:
         try:
@@ -470,10 +499,15 @@ class Operator:
             spec: kopf.Spec,
             body: kopf.Body,
             patch: kopf.Patch,
+            retry: int,
             **_: Any,
         ) -> None:
             assert namespace is not None  # claims are namespaced
-            status, events = self.reconcile_claim(namespace, name, uid, dict(spec))
+            patient = retry < BLOCK_WAIT_RETRIES
+            try:
+                status, events = self.reconcile_claim(namespace, name, uid, dict(spec), patient)
+            except UnknownBlocksError as exc:
+                raise kopf.TemporaryError(f"waiting for its blocks: {exc}", delay=1) from None
             if status is not None:
                 patch.status.update(status)
             patch.status["observedGeneration"] = body.metadata.get("generation")

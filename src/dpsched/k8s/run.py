@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,9 +59,11 @@ async def run_operator(
     connection: Connection,
     *,
     peering: str | None = None,
-    stop_flag: asyncio.Event | None = None,
-    ready_flag: asyncio.Event | None = None,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
 ) -> None:
+    """Run the operator until `stop_flag` is set (an asyncio or a threading event: a
+    caller in another thread, as the lab and the tests are, can stop it)."""
     operator = Operator(config, KubeApi(connection))
     registry = registry_for(operator, connection)
     await kopf.operator(
