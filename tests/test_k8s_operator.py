@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -32,7 +33,10 @@ CONFIG = {"accounting": "basic", "scheduler": {"policy": "fcfs", "period": 0.2}}
 class RunningOperator:
     """kopf in a thread, with its own event loop, as `dpsched serve --kubernetes` runs it."""
 
-    def __init__(self, service: Service, cluster: Cluster) -> None:
+    def __init__(
+        self, service: Service, cluster: Cluster, peering: tuple[str, int] | None = None
+    ) -> None:
+        self.peering = peering
         self.config = OperatorConfig(service_url=service.url, admin_token=ADMIN, sync_interval=0.1)
         self.connection = Connection(server=cluster.url, insecure=True)
         self.stop_flag = threading.Event()
@@ -43,9 +47,15 @@ class RunningOperator:
         self.stop_flag = threading.Event()
 
         def run() -> None:
+            name, priority = self.peering or (None, None)
             asyncio.run(
                 run_operator(
-                    self.config, self.connection, stop_flag=self.stop_flag, ready_flag=ready
+                    self.config,
+                    self.connection,
+                    peering=name,
+                    priority=priority,
+                    stop_flag=self.stop_flag,
+                    ready_flag=ready,
                 )
             )
 
@@ -447,3 +457,41 @@ def test_a_claim_made_before_its_blocks_waits_for_them(
     cluster.create(API, "privateblocks", None, {**body, "spec": spec})
     phase_becomes(cluster, "team-a", "eager", "Allocated")
     assert phase_becomes(cluster, "team-a", "eager-selector", "Allocated")["blocks"] == ["late-0"]
+
+
+def resumed(caplog: pytest.LogCaptureFixture) -> int:
+    return sum("Resuming operations" in r.getMessage() for r in caplog.records)
+
+
+def test_replicas_elect_one_operator_and_the_standby_takes_over(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    """kopf peering: the replica of lower priority pauses while the higher one runs,
+    and resumes when it stops."""
+    caplog.set_level(logging.INFO, logger="kopf")
+    with running_cluster() as cluster:
+        cluster.emulator.declare(
+            "kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", namespaced=False
+        )
+        peering: dict[str, Any] = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering"}
+        cluster.create(
+            "kopf.dev/v1", "clusterkopfpeerings", None, {**peering, "metadata": {"name": "dpsched"}}
+        )
+        replicas = [RunningOperator(service, cluster, peering=("dpsched", p)) for p in (100, 10)]
+        for replica in replicas:
+            replica.start()
+        try:
+            block(cluster, "elected")
+            claim(cluster, "team-a", "first", {"blocks": ["elected"], "demand": {"epsilon": 0.1}})
+            phase_becomes(cluster, "team-a", "first", "Allocated")
+            members = cluster.get("kopf.dev/v1", "clusterkopfpeerings", None, "dpsched")["status"]
+            assert sorted(m["priority"] for m in members.values()) == [10, 100]
+            # kopf starts paused: only the elected replica has resumed.
+            assert resumed(caplog) == 1
+            replicas[0].stop()
+            wait_for(lambda: resumed(caplog) == 2, what="the standby to resume")
+            claim(cluster, "team-a", "second", {"blocks": ["elected"], "demand": {"epsilon": 0.1}})
+            phase_becomes(cluster, "team-a", "second", "Allocated")
+        finally:
+            for replica in replicas:
+                replica.stop()

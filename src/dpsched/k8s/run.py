@@ -59,11 +59,13 @@ async def run_operator(
     connection: Connection,
     *,
     peering: str | None = None,
+    priority: int | None = None,
     stop_flag: asyncio.Event | threading.Event | None = None,
     ready_flag: asyncio.Event | threading.Event | None = None,
 ) -> None:
     """Run the operator until `stop_flag` is set (an asyncio or a threading event: a
-    caller in another thread, as the lab and the tests are, can stop it)."""
+    caller in another thread, as the lab and the tests are, can stop it). With
+    `peering`, replicas elect the one of highest `priority` (random by default)."""
     operator = Operator(config, KubeApi(connection))
     registry = registry_for(operator, connection)
     await kopf.operator(
@@ -71,7 +73,7 @@ async def run_operator(
         clusterwide=True,
         standalone=peering is None,
         peering_name=peering,
-        priority=random.randint(1, 2**30) if peering else None,
+        priority=(priority or random.randint(1, 2**30)) if peering else None,
         stop_flag=stop_flag,
         ready_flag=ready_flag,
     )
