@@ -495,3 +495,49 @@ def test_replicas_elect_one_operator_and_the_standby_takes_over(
         finally:
             for replica in replicas:
                 replica.stop()
+
+
+def test_decisions_made_while_no_operator_ran_reach_the_objects(
+    cluster: Cluster, service: Service, operator: RunningOperator
+) -> None:
+    """A grant made while the operator is down (a release frees budget for a waiting
+    claim) shows in its status after the restart, and controls set while a claim was
+    pending (release: true) apply once it is granted."""
+    block(cluster, "day-6", epsilon=1.0)
+    held = claim(cluster, "team-a", "hog", {"blocks": ["day-6"], "demand": {"epsilon": 0.8}})
+    phase_becomes(cluster, "team-a", "hog", "Allocated")
+    claim(cluster, "team-a", "patient", {"blocks": ["day-6"], "demand": {"epsilon": 0.5}})
+    phase_becomes(cluster, "team-a", "patient", "Pending")
+    spec = {"blocks": ["day-6"], "demand": {"epsilon": 0.1}, "release": True}
+    claim(cluster, "team-a", "quitter", spec)
+    operator.stop()
+    try:
+        with httpx.Client(
+            base_url=service.url,
+            headers={"Authorization": f"Bearer {ADMIN}", "X-Dpsched-Tenant": "team-a"},
+        ) as tenant:
+            uid = held["metadata"]["uid"]
+            reply = tenant.post(f"/v1/claims/hog@{uid}/release", json={"request_id": "free"})
+            assert reply.status_code == 200, reply.text
+    finally:
+        operator.start()
+    phase_becomes(cluster, "team-a", "patient", "Allocated")
+    phase_becomes(cluster, "team-a", "hog", "Released")
+    phase_becomes(cluster, "team-a", "quitter", "Released")
+
+
+def test_deleting_a_granted_pod_claim_consumes_it(
+    cluster: Cluster, service: Service, operator: RunningOperator
+) -> None:
+    """Whoever deletes the claim of a Pod that may have run, its grant is consumed, not
+    given back."""
+    reviews_blocks(cluster, range(20, 21))
+    wanted = {"dp-dataset": "reviews", "dp-start-time": "20", "dp-end-time": "21"}
+    cluster.create(
+        "v1", "pods", "team-a", gated_pod("runner", {**wanted, "dp-expected-epsilon": "0.2"})
+    )
+    wait_for(lambda: not pod(cluster, "runner")["spec"].get("schedulingGates"))
+    uid = cluster.get(API, "privacyclaims", "team-a", "pod-runner")["metadata"]["uid"]
+    cluster.delete(API, "privacyclaims", "team-a", "pod-runner")
+    wait_for(lambda: engine_claim(service, "team-a", "pod-runner", uid)["state"] == "consumed")
+    assert engine_block(service, "reviews-20")["consumed"] == [pytest.approx(0.2)]

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from tests.service_process import ADMIN, free_port, new_database
+from tests.test_k8s_operator import gated_pod
 from tests.test_k8s_pods import SEED_EXAMPLE, review
 
 from dpsched.k8s.emulator import running_cluster, wait_for
@@ -117,6 +118,25 @@ def test_one_process_serves_the_api_the_webhook_and_the_operator(tmp_path: Path)
                 timeout=30,
                 what="the claim to be granted by the operator in the service's process",
             )
+            # A gated Pod through the same process: its grant is written and its gate
+            # removed while the API keeps answering (the operator has its own loop).
+            day = {"apiVersion": API, "kind": "PrivateBlock", "metadata": {"name": "d1"}}
+            spec_d = {"dataset": "d", "dimensions": {"time": 5}, "epsilon": 1.0}
+            cluster.create(API, "privateblocks", None, {**day, "spec": spec_d})
+            wanted = {"dp-dataset": "d", "dp-start-time": "0", "dp-end-time": "9"}
+            cluster.create(
+                "v1", "pods", "team-a", gated_pod("job", {**wanted, "dp-expected-epsilon": "0.2"})
+            )
+            wait_for(
+                lambda: (
+                    not (cluster.get("v1", "pods", "team-a", "job") or {})
+                    .get("spec", {})
+                    .get("schedulingGates")
+                ),
+                timeout=30,
+                what="the Pod's gate to be removed",
+            )
+            assert httpx.get(f"{api}/healthz", timeout=2).status_code == 200
         finally:
             process.send_signal(signal.SIGTERM)
             try:

@@ -210,10 +210,19 @@ class Operator:
             view = tenant.claim(claim_id)
         return view
 
-    def withdraw_claim(self, namespace: str, name: str, uid: str) -> None:
-        """A deleted claim: withdrawn if pending, its unconsumed grant released if allocated."""
+    def withdraw_claim(self, namespace: str, name: str, uid: str, for_pod: bool = False) -> None:
+        """A deleted claim: withdrawn if pending, its unconsumed grant released if allocated.
+        A Pod's claim (`for_pod`) that holds a grant is consumed instead: its Pod may have
+        run (the Pod's own end, handled first when it can be, releases the grant of a Pod
+        that never ran), so deleting it never gives back budget a job may have used."""
+        tenant = self.tenant(namespace)
+        claim_id = engine_id(name, uid)
         try:
-            self.tenant(namespace).withdraw(engine_id(name, uid), request_id=f"{uid}:withdraw")
+            view = tenant.claim(claim_id) if for_pod else None
+            if view is not None and view["state"] == "allocated":
+                self._apply_controls(tenant, view, uid, 1.0, release=False)
+                return
+            tenant.withdraw(claim_id, request_id=f"{uid}:withdraw")
         except ServiceError as exc:
             if exc.status not in (404, 409):  # never submitted, or already finished
                 raise
@@ -230,10 +239,10 @@ class Operator:
             await asyncio.sleep(self.config.sync_interval)
 
     async def start_mirror(self) -> None:
-        """Start tailing the journal from its end: statuses of existing objects are
-        written by kopf's resume handlers, which reconcile every object at start."""
-        page = await asyncio.to_thread(self.client().audit, 0, 1)
-        self.cursor = int(page["last_seq"])
+        """Start tailing the journal from its beginning: the first pass writes the status
+        of every claim the journal names, so decisions made while no operator ran (a
+        grant after a release, an expiry) reach their objects and Pods."""
+        self.cursor = 0
         self._task = asyncio.create_task(self.mirror_forever())
 
     async def stop_mirror(self) -> None:
@@ -247,8 +256,9 @@ class Operator:
         operation touched, then of their blocks (all blocks after an unlocking)."""
         claims: dict[str, None] = {}  # ledger keys, in journal order
         every_block = False
+        cursor = self.cursor
         while True:
-            page = await asyncio.to_thread(self.client().audit, self.cursor, PAGE)
+            page = await asyncio.to_thread(self.client().audit, cursor, PAGE)
             for row in page["rows"]:
                 args = row["args"] if isinstance(row["args"], dict) else {}
                 key = args.get("claim")
@@ -257,7 +267,7 @@ class Operator:
                 if isinstance(key, str) and "@" in key.partition("/")[2]:
                     claims[key] = None
                 every_block |= row["op"] in ("unlock", "add_block")
-            self.cursor = int(page["next_after"])
+            cursor = int(page["next_after"])
             if len(page["rows"]) < PAGE:
                 break
         blocks = await self._mirror_claims(list(claims))
@@ -265,6 +275,7 @@ class Operator:
             blocks = {b["id"] for b in await asyncio.to_thread(self.client().blocks)}
         for name in sorted(blocks):
             await self._mirror_block(name)
+        self.cursor = cursor  # only now: a failed pass is redone from where it started
 
     def _views(self, keys: list[str]) -> list[dict[str, Any] | None]:
         """The claims' views from the service (one thread, one connection per tenant)."""
@@ -301,6 +312,8 @@ class Operator:
         if current is None or current["metadata"].get("uid") != uid:
             return  # deleted, or a newer object of the same name
         old = current.get("status") or {}
+        if view["state"] == "allocated":  # controls set while it was pending apply now
+            view = await asyncio.to_thread(self._controls_of, namespace, uid, current, view)
         status = claim_status(view, old)
         await self.kube.patch_status(path, status, current)
         if status["phase"] != old.get("phase") and status["phase"] in PHASE_EVENTS:
@@ -308,8 +321,19 @@ class Operator:
             await self.kube.event(
                 involved(current), "PrivacyClaim", reason, claim_message(view), warning=warning
             )
-            if POD_LABEL in (current["metadata"].get("labels") or {}):
-                await self._settle_pod(current, view)
+        if POD_LABEL in (current["metadata"].get("labels") or {}):
+            changed = status["phase"] != old.get("phase")
+            await self._settle_pod(current, view, changed)  # idempotent: it looks at the Pod
+
+    def _controls_of(
+        self, namespace: str, uid: str, claim: dict[str, Any], view: dict[str, Any]
+    ) -> dict[str, Any]:
+        spec = claim.get("spec") or {}
+        target = float(spec.get("consumedFraction") or 0.0)
+        release = bool(spec.get("release"))
+        if target <= consumed_fraction(view) + 1e-12 and not release:
+            return view
+        return self._apply_controls(self.tenant(namespace), view, uid, target, release)
 
     async def _mirror_block(self, name: str) -> None:
         try:
@@ -360,21 +384,27 @@ class Operator:
                 raise
         return None
 
-    async def _settle_pod(self, claim: dict[str, Any], view: dict[str, Any]) -> None:
-        """A pod's claim changed phase: on a grant, write the seed's result annotations
-        and remove the scheduling gate; otherwise tell the Pod why it stays gated."""
+    async def _settle_pod(self, claim: dict[str, Any], view: dict[str, Any], changed: bool) -> None:
+        """A pod's claim: once granted, write the seed's result annotations and remove the
+        scheduling gate (idempotent: it looks at the Pod, so a pass after a restart
+        finishes what an earlier one began); refused or expired (`changed`: just now),
+        tell the Pod why it stays gated. Only the Pod that owns the claim is touched."""
         namespace = claim["metadata"]["namespace"]
         pod_name = claim["metadata"].get("labels", {}).get(POD_LABEL)
         path = path_of("", "v1", "pods", namespace, pod_name)
         pod = await self.kube.get(path)
-        if pod is None:
+        if pod is None or pod["metadata"].get("uid") != owner_uid(claim):
             return
         if view["state"] == "allocated":
-            delta = None if view.get("epsilon") is None else self.delta_of(view)
-            annotations = granted_annotations(view, delta)
-            await self.kube.merge_patch(path, {"metadata": {"annotations": annotations}})
-            await self._ungate(path)
-        elif view["state"] in ("rejected", "expired"):
+            gates = (pod.get("spec") or {}).get("schedulingGates") or []
+            annotations = pod["metadata"].get("annotations") or {}
+            if annotations.get("dp-request") == "true":
+                delta = await asyncio.to_thread(self.delta_of, view)
+                written = granted_annotations(view, delta)
+                await self.kube.merge_patch(path, {"metadata": {"annotations": written}})
+            if any(g.get("name") == GATE for g in gates):
+                await self._ungate(path)
+        elif view["state"] in ("rejected", "expired") and changed:
             await self.kube.event(
                 involved(pod, api_version="v1"),
                 "Pod",
@@ -429,8 +459,8 @@ class Operator:
         annotations = meta.get("annotations") or {}
         path = path_of(GROUP, VERSION, CLAIMS, meta["namespace"], pod_claim_name(meta["name"]))
         claim = await self.kube.get(path)
-        if claim is None:
-            return
+        if claim is None or owner_uid(claim) != meta.get("uid"):
+            return  # no claim, or one another Pod of that name made
         try:
             target = min(max(float(annotations.get("dp-consumed-fraction", "0")), 0.0), 1.0)
         except ValueError:
@@ -451,12 +481,13 @@ class Operator:
             if view["state"] == "allocated":
                 self._apply_controls(tenant, view, uid, target, release)
 
-        with contextlib.suppress(ServiceError):
-            await asyncio.to_thread(apply)
+        # Errors propagate: kopf retries the handler (and keeps the Pod's finalizer), so
+        # a Pod that ran never ends with its grant released by a transient failure.
+        await asyncio.to_thread(apply)
         update: dict[str, Any] = {"consumedFraction": target}
         if release:
             update["release"] = True
-        with contextlib.suppress(KubeError):
+        with contextlib.suppress(KubeError):  # the record on the claim is a courtesy
             await self.kube.merge_patch(path, {"spec": update})
 
     # ---------------------------------------------------------------- handlers
@@ -515,9 +546,11 @@ class Operator:
                 (kopf.warn if warning else kopf.info)(body, reason=reason, message=message)
 
         @on.delete(GROUP, VERSION, CLAIMS, registry=registry)
-        def _claim_deleted(*, namespace: str | None, name: str, uid: str, **_: Any) -> None:
+        def _claim_deleted(
+            *, namespace: str | None, name: str, uid: str, labels: Any, **_: Any
+        ) -> None:
             assert namespace is not None
-            self.withdraw_claim(namespace, name, uid)
+            self.withdraw_claim(namespace, name, uid, for_pod=POD_LABEL in (labels or {}))
 
         opted_in = {"dp-mode": "true"}
 
@@ -558,12 +591,32 @@ def engine_id(name: str, uid: str) -> str:
 
 
 def started(pod: dict[str, Any]) -> bool:
-    """Did any container of the Pod ever run (so its output may have left it)?"""
+    """May any container of the Pod have run (so its output may have left it)? Init and
+    ephemeral containers count, and so does a past run (`lastState`); a Pod still gated
+    never ran. When in doubt: it ran (its grant is then consumed, never released)."""
     status = pod.get("status") or {}
-    if status.get("phase") in ("Running", "Succeeded", "Failed"):
+    gates = (pod.get("spec") or {}).get("schedulingGates") or []
+    if any(g.get("name") == GATE for g in gates):
+        return False
+    if status.get("phase") in ("Running", "Succeeded", "Failed", "Unknown"):
         return True
-    containers = status.get("containerStatuses") or []
-    return any({"running", "terminated"} & set(c.get("state") or {}) for c in containers)
+    containers = [
+        *(status.get("initContainerStatuses") or []),
+        *(status.get("containerStatuses") or []),
+        *(status.get("ephemeralContainerStatuses") or []),
+    ]
+    ran = {"running", "terminated"}
+    return any(
+        ran & set(c.get("state") or {}) or ran & set(c.get("lastState") or {}) for c in containers
+    ) or bool(status.get("startTime") and containers)
+
+
+def owner_uid(claim: dict[str, Any]) -> str | None:
+    """The uid of the Pod that controls a claim made for it."""
+    for owner in claim["metadata"].get("ownerReferences") or []:
+        if owner.get("kind") == "Pod" and owner.get("controller"):
+            return str(owner.get("uid"))
+    return None
 
 
 def pod_claim_name(pod: str) -> str:

@@ -1,6 +1,8 @@
 """`dpsched serve --kubernetes`: the REST API, the admission webhook and the operator in
 one process, over one engine and journal (the operator reaches the engine through the
-API on loopback, so nothing about scheduling is written twice)."""
+API on loopback, so nothing about scheduling is written twice). The servers share one
+event loop; the operator has its own, in a thread, as its handlers call the API
+synchronously and must never block the loop that answers them."""
 
 from __future__ import annotations
 
@@ -109,11 +111,23 @@ async def serve_all(app: Any, host: str, port: int, admin_token: str, options: K
         admin_token=admin_token,
         sync_interval=options.sync_interval,
     )
-    tasks.append(
-        asyncio.create_task(run_operator(config, options.connection, peering=options.peering))
+    # The operator calls the API synchronously from its handlers: it runs in a thread of
+    # its own, with its own event loop, never in the loop that serves those calls.
+    stop = threading.Event()
+    loop = asyncio.get_running_loop()
+    operator = loop.run_in_executor(
+        None,
+        lambda: asyncio.run(
+            run_operator(config, options.connection, peering=options.peering, stop_flag=stop)
+        ),
     )
-    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-    for task in done:
-        task.result()
+    tasks.append(asyncio.ensure_future(operator))
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
