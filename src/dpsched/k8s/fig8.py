@@ -1,0 +1,272 @@
+"""DPack Fig. 8 and Tab. 2 on the Kubernetes path: the Alibaba-DP workload goes in as
+PrivateBlocks and PrivacyClaims, the operator (kopf) and the service decide, statuses
+come out (`lab.py`: the service process, the emulated API server, the operator).
+
+Setting (DPack §6.4): 4,190 tasks, 10 offline and 20 online blocks, one online block
+per time unit; offline T = 25, online T = 5. Time is scaled: one unit is `unit_s` wall
+seconds, so the claims' arrival rate stays within what the operator sustains here; the
+service's period is T x unit_s, and delays are reported back in units. The same
+scenario also runs in the simulator (one engine: the counts should agree, up to the
+moments at which rounds fall).
+
+- `online(policy)`: allocated tasks (Tab. 2) and each granted task's scheduling delay,
+  from its arrival to its grant, in units (Fig. 8b's CDF).
+- `offline(policy, n)`: all blocks, then n claims at once; one scheduling round on the
+  n pending claims: the policy's time (the service's `time_s`) and the wall time from the
+  round's request to every claim's status written (Fig. 8a: runtime against n).
+
+It uses the simulator's workload generator and the simulator itself (for the
+comparison): an experiment spanning two front ends, run by `dpsched reproduce dpack-8`.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from dpsched.budget import Accounting
+from dpsched.k8s.emulator import Cluster
+from dpsched.k8s.lab import Lab
+from dpsched.sim.arrivals import claim_arrivals
+from dpsched.sim.config import SimConfig, parse_config
+from dpsched.sim.simulator import Simulator, build_tasks, seeds
+from dpsched.sim.workloads.base import Task
+
+API = "dpsched.io/v1"
+NAMESPACE = "alibaba"
+PAPER_ALLOCATED = {"dpack": 1269, "dpf": 1100}
+N_TASKS = 4190
+OFFLINE_BLOCKS, ONLINE_BLOCKS = 10, 20
+UNLOCK_ROUNDS = 10
+"""Rounds over which a block's budget unlocks (1/N each round)."""
+
+POLICIES = ("dpack", "dpf")
+
+Progress = Callable[[str], None]
+
+
+def sim_config(policy: str, n_tasks: int, period: float, unlock: int) -> SimConfig:
+    return parse_config(
+        {
+            "blocks": {"initial": OFFLINE_BLOCKS, "total": OFFLINE_BLOCKS + ONLINE_BLOCKS},
+            "workload": {"name": "alibaba-synthetic", "n_tasks": n_tasks},
+            "scheduler": {
+                "mode": "batch",
+                "policy": policy,
+                "period": period,
+                "unlocking": {"kind": "per_step", "n": unlock},
+            },
+        }
+    )
+
+
+@dataclass
+class OnlineRun:
+    policy: str
+    submitted: int
+    allocated: int
+    simulated: int
+    delays: list[float] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+def _claim_spec(task: Task, accounting: Accounting) -> dict[str, Any]:
+    demand = task.demand.spec(accounting).model_dump(mode="json", exclude_none=True)
+    return {"blocks": {"most_recent": task.n_blocks}, "demand": demand, "weight": task.weight}
+
+
+def _block(cluster: Cluster, j: int) -> None:
+    body = {"apiVersion": API, "kind": "PrivateBlock", "metadata": {"name": f"b{j:04d}"}}
+    cluster.create(API, "privateblocks", None, {**body, "spec": {"epsilon": 10.0, "delta": 1e-7}})
+
+
+def _claim(cluster: Cluster, i: int, spec: dict[str, Any]) -> None:
+    meta = {"name": f"t{i:05d}", "namespace": NAMESPACE}
+    body = {"apiVersion": API, "kind": "PrivacyClaim", "metadata": meta, "spec": spec}
+    cluster.create(API, "privacyclaims", NAMESPACE, body)
+
+
+def _claims(lab: Lab) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    cursor: str | None = None
+    with lab.admin() as admin:
+        admin.headers["X-Dpsched-Tenant"] = NAMESPACE
+        while True:
+            params: dict[str, Any] = {"limit": 1000}
+            if cursor is not None:
+                params["cursor"] = cursor
+            page = admin.get("/v1/claims", params=params).json()
+            found += page["claims"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return found
+
+
+def _statuses(cluster: Cluster) -> list[str | None]:
+    items = cluster.http.get(cluster.path(API, "privacyclaims", NAMESPACE)).json()["items"]
+    return [(item.get("status") or {}).get("phase") for item in items]
+
+
+def online(
+    policy: str,
+    *,
+    n_tasks: int = N_TASKS,
+    unit_s: float = 8.0,
+    period: float = 5.0,
+    unlock: int = UNLOCK_ROUNDS,
+    progress: Progress | None = None,
+) -> OnlineRun:
+    config = sim_config(policy, n_tasks, period, unlock)
+    tasks = build_tasks(config)
+    arrivals = claim_arrivals(config, tasks, np.random.default_rng(seeds(config.seed)[1]))
+    accounting = config.make_accounting()
+    specs = [_claim_spec(task, accounting) for task in tasks]
+    simulated = int(Simulator(config, tasks).run().summary["n_allocated"])
+    events = [(0.0, "block", j) for j in range(OFFLINE_BLOCKS)]
+    events += [(float(t), "block", OFFLINE_BLOCKS + t - 1) for t in range(1, ONLINE_BLOCKS + 1)]
+    events += [(float(a), "claim", i) for i, a in enumerate(arrivals.tolist())]
+    events.sort(key=lambda e: (e[0], e[1] != "block"))
+    service = {
+        "accounting": "rdp",
+        "scheduler": {
+            "policy": policy,
+            "period": period * unit_s,
+            "unlocking": {"kind": "per_step", "n": unlock},
+        },
+    }
+    with Lab(service) as lab:
+        start = time.monotonic()
+        for at, kind, index in events:
+            time.sleep(max(0.0, start + at * unit_s - time.monotonic()))
+            if kind == "block":
+                _block(lab.cluster, index)
+            else:
+                _claim(lab.cluster, index, specs[index])
+            if progress is not None and kind == "block":
+                progress(f"{policy}: t = {at:g}, block {index + 1} of 30")
+        if progress is not None:
+            progress(f"{policy}: all arrived; {unlock + 1} more rounds")
+        # The last block unlocks over `unlock` rounds: run them all, and one more.
+        end = start + (ONLINE_BLOCKS + (unlock + 1) * period) * unit_s
+        while time.monotonic() < end:
+            time.sleep(min(1.0, end - time.monotonic()))
+        claims = _claims(lab)
+        granted = [c for c in claims if c["allocated_at"] is not None]
+        phases = _statuses(lab.cluster)
+        delays = [(c["allocated_at"] - c["arrival"]) / unit_s for c in granted]
+        return OnlineRun(
+            policy=policy,
+            submitted=len(claims),
+            allocated=phases.count("Allocated"),
+            simulated=simulated,
+            delays=sorted(delays),
+            wall_s=time.monotonic() - start,
+        )
+
+
+@dataclass
+class OfflineRun:
+    policy: str
+    n: int
+    round_s: float
+    wall_s: float
+    allocated: int
+
+
+def offline(policy: str, n: int, progress: Progress | None = None) -> OfflineRun:
+    """All 30 blocks and n claims first (a period longer than the run: T = 25 units),
+    then one round on the n pending claims."""
+    config = sim_config(policy, n, 25.0, 1)
+    tasks = build_tasks(config)
+    accounting = config.make_accounting()
+    service = {"accounting": "rdp", "scheduler": {"policy": policy, "period": 3600.0}}
+    with Lab(service) as lab:
+        for j in range(OFFLINE_BLOCKS + ONLINE_BLOCKS):
+            _block(lab.cluster, j)
+        for i, task in enumerate(tasks):
+            _claim(lab.cluster, i, _claim_spec(task, accounting))
+        deadline = time.monotonic() + 60 + n
+        while sum(p is not None for p in _statuses(lab.cluster)) < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only some of {n} claims were submitted in time")
+            time.sleep(0.2)
+        if progress is not None:
+            progress(f"{policy}: {n} claims pending, one round")
+        start = time.monotonic()
+        with lab.admin() as admin:
+            round_s = float(admin.post("/v1/schedule").json()["time_s"])
+        allocated = len([c for c in _claims(lab) if c["state"] == "allocated"])
+        while _statuses(lab.cluster).count("Allocated") < allocated:
+            time.sleep(0.05)
+        return OfflineRun(policy, n, round_s, time.monotonic() - start, allocated)
+
+
+@dataclass
+class Report:
+    online: list[OnlineRun]
+    offline: list[OfflineRun]
+    files: list[Path]
+
+
+def report(quick: bool, out: Path, progress: Progress | None = None) -> Report:
+    """Both experiments for dpack and dpf; writes dpack-8.csv, dpack-8a.png (runtime
+    against submitted tasks) and dpack-8b.png (scheduling delay CDF)."""
+    if quick:
+        runs = [online(p, n_tasks=200, unit_s=0.5, unlock=4, progress=progress) for p in POLICIES]
+        sizes: tuple[int, ...] = (100, 200)
+    else:
+        runs = [online(p, unit_s=7.0, progress=progress) for p in POLICIES]
+        sizes = (1000, 2000, N_TASKS)
+    offline_runs = [offline(p, n, progress) for p in POLICIES for n in sizes]
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "dpack-8.csv"
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["experiment", "series", "x", "value"])
+        for run in runs:
+            writer.writerow(["online_allocated", run.policy, run.submitted, run.allocated])
+            writer.writerow(["online_simulated", run.policy, run.submitted, run.simulated])
+            for rank, delay in enumerate(run.delays, 1):
+                writer.writerow(["delay_cdf", run.policy, f"{delay:.6g}", rank / len(run.delays)])
+        for o in offline_runs:
+            writer.writerow(["round_s", o.policy, o.n, f"{o.round_s:.6g}"])
+            writer.writerow(["statuses_s", o.policy, o.n, f"{o.wall_s:.6g}"])
+    files = [csv_path, *_plots(runs, offline_runs, out)]
+    return Report(runs, offline_runs, files)
+
+
+def _plots(runs: list[OnlineRun], offline_runs: list[OfflineRun], out: Path) -> list[Path]:
+    runtime = out / "dpack-8a.png"
+    figure = Figure(figsize=(5, 3.5))
+    axis = figure.subplots()
+    for policy in POLICIES:
+        mine = [o for o in offline_runs if o.policy == policy]
+        xs = [o.n for o in mine]
+        axis.plot(xs, [o.round_s for o in mine], marker="o", label=f"{policy}: policy round")
+        axis.plot(xs, [o.wall_s for o in mine], marker="s", ls="--", label=f"{policy}: to statuses")
+    axis.set_xlabel("submitted tasks")
+    axis.set_ylabel("seconds")
+    axis.set_title("DPack Fig. 8a on the Kubernetes path (offline)")
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(runtime, dpi=120)
+    cdf = out / "dpack-8b.png"
+    figure = Figure(figsize=(5, 3.5))
+    axis = figure.subplots()
+    for run in runs:
+        ys = np.arange(1, len(run.delays) + 1) / max(len(run.delays), 1)
+        axis.step(run.delays, ys, where="post", label=f"{run.policy} ({run.allocated} granted)")
+    axis.set_xlabel("scheduling delay (time units)")
+    axis.set_ylabel("CDF of granted tasks")
+    axis.set_title("DPack Fig. 8b on the Kubernetes path (online, T = 5)")
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(cdf, dpi=120)
+    return [runtime, cdf]
