@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import json
 import logging
 import threading
@@ -22,7 +23,7 @@ from tests.service_process import ADMIN, Service, new_database
 
 from dpsched.k8s.emulator import Cluster, running_cluster, wait_for
 from dpsched.k8s.kube import Connection, KubeApi
-from dpsched.k8s.operator import OperatorConfig
+from dpsched.k8s.operator import Operator, OperatorConfig
 from dpsched.k8s.pods import GATE, admission_response
 from dpsched.k8s.run import run_operator
 
@@ -125,7 +126,7 @@ def phase_becomes(cluster: Cluster, namespace: str, name: str, phase: str) -> di
 def engine_claim(service: Service, namespace: str, name: str, uid: str) -> dict[str, Any]:
     with httpx.Client(
         base_url=service.url,
-        headers={"Authorization": f"Bearer {ADMIN}", "X-Dpsched-Tenant": namespace},
+        headers={"Authorization": f"Bearer {ADMIN}", "X-Dpsched-Tenant": f"k8s.{namespace}"},
     ) as client:
         reply = client.get(f"/v1/claims/{name}@{uid}")
         assert reply.status_code == 200, reply.text
@@ -264,7 +265,7 @@ def test_namespaces_are_tenants_and_names_can_repeat(
     assert engine_claim(service, "team-a", "model", uid_a)["state"] == "allocated"
     with httpx.Client(
         base_url=service.url,
-        headers={"Authorization": f"Bearer {ADMIN}", "X-Dpsched-Tenant": "team-b"},
+        headers={"Authorization": f"Bearer {ADMIN}", "X-Dpsched-Tenant": "k8s.team-b"},
     ) as team_b:  # team-b's tenant cannot see team-a's claim
         assert team_b.get(f"/v1/claims/model@{uid_a}").status_code == 404
         assert team_b.get(f"/v1/claims/model@{uid_b}").status_code == 200
@@ -514,7 +515,7 @@ def test_decisions_made_while_no_operator_ran_reach_the_objects(
     try:
         with httpx.Client(
             base_url=service.url,
-            headers={"Authorization": f"Bearer {ADMIN}", "X-Dpsched-Tenant": "team-a"},
+            headers={"Authorization": f"Bearer {ADMIN}", "X-Dpsched-Tenant": "k8s.team-a"},
         ) as tenant:
             uid = held["metadata"]["uid"]
             reply = tenant.post(f"/v1/claims/hog@{uid}/release", json={"request_id": "free"})
@@ -541,3 +542,43 @@ def test_deleting_a_granted_pod_claim_consumes_it(
     cluster.delete(API, "privacyclaims", "team-a", "pod-runner")
     wait_for(lambda: engine_claim(service, "team-a", "pod-runner", uid)["state"] == "consumed")
     assert engine_block(service, "reviews-20")["consumed"] == [pytest.approx(0.2)]
+
+
+def test_a_standby_replica_does_not_mirror() -> None:
+    """Only the elected replica writes statuses: the mirror of a replica that a live
+    peer of higher priority outranks stands by (kopf pauses its handlers)."""
+    now = dt.datetime.now(dt.UTC)
+    with running_cluster() as cluster:
+        cluster.emulator.declare(
+            "kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", namespaced=False
+        )
+        body: dict[str, Any] = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering"}
+        cluster.create(
+            "kopf.dev/v1", "clusterkopfpeerings", None, {**body, "metadata": {"name": "p"}}
+        )
+        peers = {
+            "leader": {"priority": 100, "lifetime": 60, "lastseen": now.isoformat()},
+            "gone": {
+                "priority": 500,
+                "lifetime": 60,
+                "lastseen": (now - dt.timedelta(hours=1)).isoformat(),
+            },
+        }
+        reply = cluster.http.patch(
+            "/apis/kopf.dev/v1/clusterkopfpeerings/p/status",
+            json={"status": peers},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert reply.status_code == 200, reply.text
+
+        async def standing_by(priority: int, peering: str | None = "p") -> bool:
+            api = KubeApi(Connection(server=cluster.url, insecure=True))
+            config = OperatorConfig(service_url="http://127.0.0.1:1", admin_token="x")
+            try:
+                return await Operator(config, api, peering=peering, priority=priority).standing_by()
+            finally:
+                await api.close()
+
+        assert asyncio.run(standing_by(10)) is True  # the live leader outranks it
+        assert asyncio.run(standing_by(100)) is False  # it is the leader (the 500 is dead)
+        assert asyncio.run(standing_by(10, peering=None)) is False  # no peering: standalone

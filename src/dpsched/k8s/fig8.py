@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 from dpsched.budget import Accounting
 from dpsched.k8s.emulator import Cluster
 from dpsched.k8s.lab import Lab
+from dpsched.k8s.operator import TENANT_PREFIX
 from dpsched.sim.arrivals import claim_arrivals
 from dpsched.sim.config import SimConfig, parse_config
 from dpsched.sim.simulator import Simulator, build_tasks, seeds
@@ -97,7 +98,7 @@ def _claims(lab: Lab) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     cursor: str | None = None
     with lab.admin() as admin:
-        admin.headers["X-Dpsched-Tenant"] = NAMESPACE
+        admin.headers["X-Dpsched-Tenant"] = TENANT_PREFIX + NAMESPACE
         while True:
             params: dict[str, Any] = {"limit": 1000}
             if cursor is not None:

@@ -63,6 +63,9 @@ MIRROR_WRITES = 16
 """Status writes the mirror keeps in flight at once."""
 BLOCK_WAIT_RETRIES = 60
 """Handler retries (one a second) a claim waits for blocks the ledger does not know yet."""
+TENANT_PREFIX = "k8s."
+"""A namespace's tenant is `k8s.<namespace>`: never one a REST client made (give REST
+tenants other names), and the journal mirror knows the operator's claims by it."""
 POD_LABEL = "dpsched.io/pod"
 """On a claim made for a gated Pod: the Pod's name."""
 
@@ -87,6 +90,9 @@ class Operator:
 
     config: OperatorConfig
     kube: KubeApi
+    peering: str | None = None
+    priority: int = 0
+    """With kopf peering: a standby (a live peer has a higher priority) does not mirror."""
     _clients: dict[str | None, Client] = field(default_factory=dict)
     _tenants: set[str] = field(default_factory=set)
     _task: asyncio.Task[None] | None = None
@@ -96,7 +102,9 @@ class Operator:
     def client(self, namespace: str | None = None) -> Client:
         if namespace not in self._clients:
             self._clients[namespace] = Client(
-                self.config.service_url, self.config.admin_token, act_as=namespace
+                self.config.service_url,
+                self.config.admin_token,
+                act_as=None if namespace is None else TENANT_PREFIX + namespace,
             )
         return self._clients[namespace]
 
@@ -104,7 +112,7 @@ class Operator:
         """The client acting as the namespace's tenant (created on first use)."""
         if namespace not in self._tenants:
             try:
-                self.client().add_tenant(namespace)
+                self.client().add_tenant(TENANT_PREFIX + namespace)
             except ServiceError as exc:
                 if exc.status != 409:  # 409: it exists, which is what we want
                     raise
@@ -228,9 +236,31 @@ class Operator:
                 raise
 
     # ----------------------------------------------------------- status mirror
+    async def standing_by(self) -> bool:
+        """Is another live replica elected (kopf pauses our handlers; the mirror waits)?"""
+        if self.peering is None:
+            return False
+        found = await self.kube.get(f"/apis/kopf.dev/v1/clusterkopfpeerings/{self.peering}")
+        now = dt.datetime.now(dt.UTC)
+        for peer in ((found or {}).get("status") or {}).values():
+            if not isinstance(peer, dict) or int(peer.get("priority", 0)) <= self.priority:
+                continue
+            try:
+                seen = dt.datetime.fromisoformat(str(peer["lastseen"]))
+            except (KeyError, ValueError):
+                continue
+            if seen.tzinfo is None:
+                seen = seen.replace(tzinfo=dt.UTC)
+            if (now - seen).total_seconds() < float(peer.get("lifetime", 60)):
+                return True
+        return False
+
     async def mirror_forever(self) -> None:
         while True:
             try:
+                if await self.standing_by():
+                    await asyncio.sleep(self.config.sync_interval)
+                    continue
                 await self.mirror_once()
             except asyncio.CancelledError:
                 raise
@@ -264,7 +294,7 @@ class Operator:
                 key = args.get("claim")
                 if isinstance(key, dict):  # a submission carries the whole claim
                     key = key.get("id")
-                if isinstance(key, str) and "@" in key.partition("/")[2]:
+                if isinstance(key, str) and key.startswith(TENANT_PREFIX):
                     claims[key] = None
                 every_block |= row["op"] in ("unlock", "add_block")
             cursor = int(page["next_after"])
@@ -281,7 +311,7 @@ class Operator:
         """The claims' views from the service (one thread, one connection per tenant)."""
         views: list[dict[str, Any] | None] = []
         for key in keys:
-            namespace, claim_id = key.split("/", 1)
+            namespace, claim_id = namespace_of(key)
             try:
                 views.append(self.client(namespace).claim(claim_id))
             except ServiceError as exc:
@@ -305,7 +335,7 @@ class Operator:
 
     async def _mirror_claim(self, key: str, view: dict[str, Any]) -> None:
         """Write one claim's status (and an Event when its phase changed)."""
-        namespace, claim_id = key.split("/", 1)
+        namespace, claim_id = namespace_of(key)
         name, uid = claim_id.rsplit("@", 1)
         path = path_of(GROUP, VERSION, CLAIMS, namespace, name)
         current = await self.kube.get(path)
@@ -586,6 +616,12 @@ class Operator:
 
 
 # -------------------------------------------------------------------- helpers
+def namespace_of(key: str) -> tuple[str, str]:
+    """(namespace, claim id) of a ledger key `k8s.<namespace>/<name>@<uid>`."""
+    tenant, claim_id = key.split("/", 1)
+    return tenant[len(TENANT_PREFIX) :], claim_id
+
+
 def engine_id(name: str, uid: str) -> str:
     return f"{name}@{uid}"
 

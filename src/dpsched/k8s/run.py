@@ -68,14 +68,15 @@ async def run_operator(
     """Run the operator until `stop_flag` is set (an asyncio or a threading event: a
     caller in another thread, as the lab and the tests are, can stop it). With
     `peering`, replicas elect the one of highest `priority` (random by default)."""
-    operator = Operator(config, KubeApi(connection))
+    chosen = (priority or random.randint(1, 2**30)) if peering else 0
+    operator = Operator(config, KubeApi(connection), peering=peering, priority=chosen)
     registry = registry_for(operator, connection)
     await kopf.operator(
         registry=registry,
         clusterwide=True,
         standalone=peering is None,
         peering_name=peering,
-        priority=(priority or random.randint(1, 2**30)) if peering else None,
+        priority=chosen if peering else None,
         stop_flag=stop_flag,
         ready_flag=ready_flag,
     )
