@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import celpy
 import kubernetes_validate
 import pytest
 import yaml
@@ -152,3 +153,48 @@ def test_the_walkthrough_objects_are_what_the_models_accept() -> None:
             annotations = doc["metadata"]["annotations"]
             assert wants_budget(annotations)
             claim_spec("team-a/pod", claim_from_annotations(annotations))
+
+
+def admitted(request: dict[str, Any], old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The guard policy's messages for an UPDATE (empty: admitted), evaluated as the API
+    server does: its variables first, then each validation."""
+    policy = next(d for d in documents(DEPLOY / "guard.yaml") if d["kind"].endswith("Policy"))
+    env = celpy.Environment()
+    context: dict[str, Any] = {
+        "request": celpy.json_to_cel(request),
+        "oldObject": celpy.json_to_cel(old),
+        "object": celpy.json_to_cel(new),
+    }
+    variables: dict[str, Any] = {}
+    for variable in policy["spec"]["variables"]:
+        program = env.program(env.compile(variable["expression"]))
+        variables[variable["name"]] = program.evaluate(
+            {**context, "variables": celpy.json_to_cel(variables)}
+        )
+    context["variables"] = celpy.json_to_cel({k: bool(v) for k, v in variables.items()})
+    return [
+        rule["message"]
+        for rule in policy["spec"]["validations"]
+        if not env.program(env.compile(rule["expression"])).evaluate(context)
+    ]
+
+
+def test_only_the_operator_removes_the_gate_or_the_finalizer() -> None:
+    operator = {"userInfo": {"username": "system:serviceaccount:dpsched-system:dpsched"}}
+    someone = {"userInfo": {"username": "alice"}}
+    gate = {"name": "dpsched.io/privacy-budget"}
+    gated = {"metadata": {"name": "p"}, "spec": {"schedulingGates": [gate, {"name": "x"}]}}
+    ungated = {"metadata": {"name": "p"}, "spec": {"schedulingGates": [{"name": "x"}]}}
+    assert admitted(someone, gated, ungated) == [
+        "only the dpsched operator removes the dpsched.io/privacy-budget scheduling gate"
+    ]
+    assert admitted(operator, gated, ungated) == []
+    assert admitted(someone, ungated, gated) == []  # adding is the API server's to refuse
+    relabelled = {**gated, "metadata": {"name": "p", "labels": {"a": "b"}}}
+    assert admitted(someone, gated, relabelled) == []
+    held = {"metadata": {"name": "c", "finalizers": ["dpsched.io/finalizer"]}, "spec": {}}
+    released = {"metadata": {"name": "c", "finalizers": []}, "spec": {}}
+    assert admitted(someone, held, released) == [
+        "only the dpsched operator removes the dpsched.io/finalizer finalizer"
+    ]
+    assert admitted(operator, held, released) == []
