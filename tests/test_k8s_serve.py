@@ -10,6 +10,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -162,3 +163,82 @@ def test_outside_a_cluster_the_server_must_be_named(tmp_path: Path) -> None:
     assert run.stderr.strip().splitlines() == [
         "error: --kube-server: not in a cluster: give the API server's URL"
     ]
+
+
+def serve_kubernetes(
+    tmp_path: Path, db: str, cluster_url: str, port: int
+) -> subprocess.Popen[bytes]:
+    config = tmp_path / "service.yaml"
+    config.write_text(yaml.safe_dump({"accounting": "basic", "scheduler": {"period": 0.2}}))
+    log = (tmp_path / f"serve-{port}.log").open("ab")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            *("-m", "dpsched", "serve", "--kubernetes", f"--db={db}", f"--config={config}"),
+            *(f"--port={port}", f"--kube-server={cluster_url}", "--kube-insecure"),
+            "--webhook-port=0",
+        ],
+        env={**os.environ, "DPSCHED_ADMIN_TOKEN": ADMIN},
+        stdout=log,
+        stderr=log,
+    )
+
+    def up() -> bool:
+        assert process.poll() is None, (tmp_path / f"serve-{port}.log").read_text()
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(up, timeout=60, what="dpsched serve --kubernetes")
+    return process
+
+
+def test_a_killed_operator_process_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    """SIGKILL the whole `serve --kubernetes` process mid-run; what changed while it was
+    down is applied once by the next one, and nothing is applied twice."""
+    db = new_database("sqlite", tmp_path, None)
+    port = free_port()
+    with running_cluster() as cluster:
+        process = serve_kubernetes(tmp_path, db, cluster.url, port)
+        try:
+            block = {"apiVersion": API, "kind": "PrivateBlock", "metadata": {"name": "b"}}
+            cluster.create(API, "privateblocks", None, {**block, "spec": {"epsilon": 1.0}})
+            meta = {"name": "c", "namespace": "team-a"}
+            body = {"apiVersion": API, "kind": "PrivacyClaim", "metadata": meta}
+            spec = {"blocks": ["b"], "demand": {"epsilon": 0.4}}
+            made = cluster.create(API, "privacyclaims", "team-a", {**body, "spec": spec})
+
+            def phase() -> str | None:
+                found = cluster.get(API, "privacyclaims", "team-a", "c") or {}
+                return (found.get("status") or {}).get("phase")
+
+            wait_for(lambda: phase() == "Allocated", timeout=30, what="the grant")
+            process.kill()
+            process.wait(30)
+            patch = {"spec": {"consumedFraction": 0.5}}
+            cluster.patch(API, "privacyclaims", "team-a", "c", patch)
+            process = serve_kubernetes(tmp_path, db, cluster.url, port)
+
+            def consumed() -> float:
+                found = cluster.get(API, "privacyclaims", "team-a", "c") or {}
+                return float((found.get("status") or {}).get("consumedFraction", 0.0))
+
+            wait_for(lambda: consumed() == 0.5, timeout=30, what="the consumption")
+            time.sleep(1.0)  # any second application would have landed by now
+            uid = made["metadata"]["uid"]
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{port}",
+                headers={"Authorization": f"Bearer {ADMIN}"},
+            ) as admin:
+                rows = admin.get("/v1/audit", params={"limit": 10_000}).json()["rows"]
+                view = admin.get(
+                    f"/v1/claims/c@{uid}", headers={"X-Dpsched-Tenant": "k8s.team-a"}
+                ).json()
+            ops = [r["op"] for r in rows if uid in str(r["args"]) or uid in str(r["request_id"])]
+            assert ops.count("submit") == 1 and ops.count("allocate") == 1
+            assert ops.count("consume") == 1
+            assert view["consumed"]["b"] == [0.2]
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
