@@ -186,6 +186,18 @@ def test_a_claim_without_a_valid_choice_waits_aside_and_is_never_granted() -> No
     assert engine.round(5.0).expired == ["late"]  # aside claims time out like any other
 
 
+def test_a_claim_that_waited_aside_keeps_its_place_in_submission_order() -> None:
+    ledger = ledger_with([1.0])
+    engine = Engine(ledger, AllUnlocked(), "fcfs")
+    engine.submit(claim(min_blocks=2), 0.0)  # aside until a second block arrives
+    assert ledger.waits_aside("c")
+    engine.submit({"id": "later", "blocks": ["b0"], "demand": {"epsilon": 0.6}}, 0.0)
+    engine.add_block(BlockSpec(id="b1", epsilon=1.0, arrival=1), 1.0)
+    # c re-joins the pending claims after `later`, but was submitted first: it goes
+    # first, and then `later` no longer fits on b0 (0.5 left of 1.0).
+    assert engine.round(1.0).granted == ["c"]
+
+
 def test_a_flexible_claim_naming_an_unknown_block_is_refused() -> None:
     ledger = ledger_with([1.0])
     with pytest.raises(InputError, match="unknown block 'zz'") as refused:

@@ -110,12 +110,13 @@ def test_privatekube_figure_4_dpf_n() -> None:
     assert [c.id for c in ledger.pending()] == ["P3"]
 
 
-def test_dpf_breaks_dominant_ties_with_the_next_share_then_arrival_then_id() -> None:
+def test_dpf_breaks_dominant_ties_with_the_next_share_then_arrival_then_submission() -> None:
     demand = np.array([[1.5, 1.0], [0.5, 1.5], [1.5, 0.5], [0.5, 1.5]])
     problem = Problem.from_dense(
         demand, np.full(2, 3.0), arrival=[0, 0, 1, 0], ids=["d", "c", "b", "a"]
     )
-    assert [problem.ids[i] for i in dpf_order(problem)] == ["a", "c", "b", "d"]
+    # c and a tie on both shares and arrival: c was submitted first (ids play no part).
+    assert [problem.ids[i] for i in dpf_order(problem)] == ["c", "a", "b", "d"]
 
 
 def test_weighted_dpf_divides_shares_by_weight() -> None:
@@ -124,11 +125,47 @@ def test_weighted_dpf_divides_shares_by_weight() -> None:
     assert dpf_order(problem, weighted=False).tolist() == [0, 1]
 
 
-def test_fcfs_ties_by_id() -> None:
+def test_fcfs_ties_in_submission_order_not_by_id() -> None:
     problem = Problem.from_dense(
         np.full((3, 1), 0.4), np.ones(1), arrival=[0, 0, 0], ids=["z", "b", "a"]
     )
-    assert [problem.ids[i] for i in get_policy("fcfs").run(problem).allocated] == ["a", "b"]
+    assert [problem.ids[i] for i in get_policy("fcfs").run(problem).allocated] == ["z", "b"]
+
+
+def _twelve_together() -> dict[str, object]:
+    """t0..t11 arriving together, each 0.25 of a block's 1.0 (basic): room for four."""
+    return {
+        "accounting": "basic",
+        "blocks": [{"id": "b0", "epsilon": 1.0}],
+        "tasks": [
+            {"id": f"t{i}", "blocks": ["b0"], "demand": {"epsilon": 0.25}} for i in range(12)
+        ],
+    }
+
+
+def test_fcfs_on_t0_to_t11_arriving_together_grants_in_file_order() -> None:
+    # Compared as strings, t10 and t11 would come before t2.
+    _, report = run_policy(parse_instance(_twelve_together()), "fcfs")
+    assert report["allocated"] == ["t0", "t1", "t2", "t3"]
+
+
+@pytest.mark.parametrize("policy", HEURISTICS)
+def test_every_heuristic_breaks_exact_ties_in_file_order(policy: str) -> None:
+    # Identical claims: whatever the policy's key, the tie-break alone decides.
+    _, report = run_policy(parse_instance(_twelve_together()), policy)
+    assert sorted(report["allocated"], key=lambda t: int(t[1:])) == ["t0", "t1", "t2", "t3"]
+
+
+def test_submission_order_survives_a_snapshot() -> None:
+    ledger = Ledger(Accounting("basic"))
+    ledger.add_block(BlockSpec(id="b0", epsilon=1.0))
+    ledger.unlock(np.ones(1), np.asarray([0]))
+    for i in range(12):
+        ledger.submit({"id": f"t{i}", "blocks": ["b0"], "demand": {"epsilon": 0.25}}, 0.0)
+    for copy in (Ledger.from_arrays(ledger.to_arrays()), Ledger.from_dict(ledger.to_dict())):
+        copy.submit({"id": "t12", "blocks": ["b0"], "demand": {"epsilon": 0.25}}, 0.0)
+        granted = schedule_step(copy, POLICIES["fcfs"], time=0.0).granted
+        assert granted == ["t0", "t1", "t2", "t3"]
 
 
 def test_unknown_options_and_policies_are_refused() -> None:

@@ -131,6 +131,10 @@ class Claim:
     of explicit vectors: the `fraction` of the way from `min_demand` to `demand`)."""
     ceiling: np.ndarray | None = None
     """With `min_demand`: the full demand row; the claim's rows hold the minimum."""
+    submitted: int = 0
+    """Rank among every claim the ledger was given, in submission order (file order
+    offline, arrival sequence online): every policy's last tie-break. A snapshot keeps
+    claims in this order, so a restore renumbers them and the order survives."""
 
     def __post_init__(self) -> None:
         if self.allocated.shape != self.demand.shape:

@@ -82,6 +82,8 @@ class Ledger:
         """Allocated claims per block: the ones still holding a grant there."""
         self.block_arrival = np.zeros(0)
         self._claims: dict[str, Claim] = {}
+        self._submissions = 0
+        """How many claims the ledger was given: the next one's `Claim.submitted`."""
         self._pending: dict[str, None] = {}
         self._pending_flex: dict[str, None] = {}
         """pending flexible claims (re-materialised before every round)"""
@@ -254,7 +256,9 @@ class Ledger:
             flex=flex,
             elastic=spec.demand if isinstance(spec.demand, ElasticDemand) else None,
             ceiling=self.ceiling_row(spec, field),
+            submitted=self._submissions,
         )
+        self._submissions += 1
         if flex is not None:
             reason = self._flex_rejection(flex)
         else:
@@ -341,6 +345,9 @@ class Ledger:
                 strict=True,
             )
         ]
+        for i, claim in enumerate(claims, self._submissions):
+            claim.submitted = i
+        self._submissions += len(claims)
         for i, flex in enumerate(batch.flex or []):
             claims[i].flex = flex
         for i, elastic in enumerate(batch.elastic or []):
@@ -1046,6 +1053,7 @@ class Ledger:
         )
         ledger.block_arrival = np.asarray([b.arrival for b in ledger._blocks], dtype=float)
         ledger._claims = {c["id"]: Claim.from_dict(c, dims) for c in data["claims"]}
+        ledger._number_submissions()
         ledger._pending = dict.fromkeys(data["pending"])
         ledger._pending_flex = {c: None for c in ledger._pending if ledger._claims[c].flex}
         ledger._aside = dict.fromkeys(data.get("aside", []))
@@ -1055,6 +1063,12 @@ class Ledger:
         ledger._requests = {rid: _Request(op, cid) for rid, (op, cid) in data["requests"].items()}
         ledger._index_history()
         return ledger
+
+    def _number_submissions(self) -> None:
+        """A restored ledger's claims are in submission order: number them so."""
+        for i, claim in enumerate(self._claims.values()):
+            claim.submitted = i
+        self._submissions = len(self._claims)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The full state as flat numpy arrays (claims columnar, strings packed): what a
@@ -1186,6 +1200,7 @@ class Ledger:
                     else None
                 ),
             )
+        ledger._number_submissions()
         claims = list(ledger._claims.values())
         if "aside" in arrays:
             ledger._aside = {claims[i].id: None for i in arrays["aside"].tolist()}
@@ -1290,6 +1305,7 @@ def _batch_arrays(
         claims=objects,
         ids=ids,
         seq=np.zeros(keep.size, dtype=np.int64),
+        submitted=np.fromiter((c.submitted for c in objects), np.int64, keep.size),
         weights=batch.weight[keep].astype(float),
         arrival=batch.arrival[keep].astype(float),
         deadline=np.where(np.isnan(timeout), np.inf, batch.arrival[keep] + timeout),

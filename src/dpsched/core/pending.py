@@ -28,7 +28,10 @@ class PendingArrays:
     claims: np.ndarray
     ids: np.ndarray
     seq: np.ndarray
-    """Submission sequence numbers: stable keys for removing claims."""
+    """Sequence numbers of joining this index: stable keys for removing claims."""
+    submitted: np.ndarray
+    """Each claim's `Claim.submitted`: a flexible claim that waited aside re-joins the
+    index at its end but keeps its place in submission order."""
     weights: np.ndarray
     arrival: np.ndarray
     deadline: np.ndarray
@@ -52,6 +55,7 @@ class PendingArrays:
             claims=self.claims[chosen],
             ids=self.ids[chosen],
             seq=self.seq[chosen],
+            submitted=self.submitted[chosen],
             weights=self.weights[chosen],
             arrival=self.arrival[chosen],
             deadline=self.deadline[chosen],
@@ -74,6 +78,7 @@ def _empty(dims: int) -> PendingArrays:
         claims=np.empty(0, dtype=object),
         ids=np.empty(0, dtype=object),
         seq=np.zeros(0, dtype=np.int64),
+        submitted=np.zeros(0, dtype=np.int64),
         weights=np.zeros(0),
         arrival=np.zeros(0),
         deadline=np.zeros(0),
@@ -96,6 +101,7 @@ def stacked(claims: list[Claim], seq: list[int], dims: int) -> PendingArrays:
         claims=objects,
         ids=ids,
         seq=np.asarray(seq, dtype=np.int64),
+        submitted=np.array([c.submitted for c in claims], dtype=np.int64),
         weights=np.array([c.weight for c in claims], dtype=float),
         arrival=np.array([c.arrival for c in claims], dtype=float),
         deadline=np.array(
@@ -116,6 +122,7 @@ def _concat(first: PendingArrays, second: PendingArrays) -> PendingArrays:
         claims=np.concatenate([first.claims, second.claims]),
         ids=np.concatenate([first.ids, second.ids]),
         seq=np.concatenate([first.seq, second.seq]),
+        submitted=np.concatenate([first.submitted, second.submitted]),
         weights=np.concatenate([first.weights, second.weights]),
         arrival=np.concatenate([first.arrival, second.arrival]),
         deadline=np.concatenate([first.deadline, second.deadline]),

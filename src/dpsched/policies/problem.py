@@ -40,6 +40,9 @@ class Problem:
     entry_reserved: np.ndarray | None = None
     """Optional (entries x dimensions) budget already set aside for each entry's claim
     (round robin); None means nothing is reserved."""
+    seq: np.ndarray | None = None
+    """Optional submission sequence number per claim (file order offline, arrival
+    sequence online); None means the claims are listed in submission order."""
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -59,6 +62,8 @@ class Problem:
             raise InputError("problem", "every claim must request at least one block")
         if self.entry_reserved is not None and self.entry_reserved.shape != self.entry_demand.shape:
             raise InputError("problem", "entry_reserved must be shaped like entry_demand")
+        if self.seq is not None and self.seq.shape != (n,):
+            raise InputError("problem", "seq must match the number of claims")
 
     @classmethod
     def from_dense(
@@ -132,11 +137,11 @@ class Problem:
 
     @cached_property
     def tie_rank(self) -> np.ndarray:
-        """Each claim's position in (arrival, id) order: every policy's final tie-break."""
-        by_id = np.argsort(np.asarray(self.ids, dtype=object), kind="stable")
-        id_rank = np.empty(self.n, dtype=np.int64)
-        id_rank[by_id] = np.arange(self.n)
-        order = np.lexsort((id_rank, self.arrival))
+        """Each claim's position in (arrival, submission) order: every policy's final
+        tie-break. Submission order, not the id, is what users and the DPack artifact
+        expect: ids compared as strings would serve `t10` before `t2`."""
+        submitted = np.arange(self.n) if self.seq is None else self.seq
+        order = np.lexsort((submitted, self.arrival))
         rank = np.empty(self.n, dtype=np.int64)
         rank[order] = np.arange(self.n)
         return rank

@@ -37,6 +37,7 @@ def problem_from_pending(
         capacity=ledger.capacity.copy(),
         fit=fit,
         entry_reserved=entry_reserved,
+        seq=pending.submitted,
     )
 
 
