@@ -14,13 +14,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from dpsched.core.admission import TOLERANCE
-from dpsched.policies.area import efficiency_order, weight_over
 from dpsched.policies.knapsack import knapsack_values
-from dpsched.policies.packing import claims_fitting, greedy_pack
+from dpsched.policies.lanes import NO_ORDER, SortedLanes
+from dpsched.policies.packing import greedy_pack
 from dpsched.policies.problem import Problem
 from dpsched.policies.result import PolicyResult
-
-NO_ORDER = -1
 
 
 class DpackOptions(BaseModel):
@@ -65,45 +63,221 @@ def best_orders(
     return best, worst_eta
 
 
-def dpack_efficiency(problem: Problem, best: np.ndarray, available: np.ndarray) -> np.ndarray:
-    order = best[problem.entry_block]
-    has_order = order != NO_ORDER
-    safe_order = np.where(has_order, order, 0)
-    demand = problem.entry_demand[np.arange(order.size), safe_order]
-    left = available[problem.entry_block, safe_order]
-    terms = np.full(order.size, np.inf)
-    with np.errstate(over="ignore"):
-        np.divide(demand, left, out=terms, where=has_order)
-    return weight_over(problem, terms)
-
-
 def dpack(problem: Problem, options: DpackOptions) -> PolicyResult:
-    candidates = np.ones(problem.n, dtype=bool)
+    """Alg. 1: rank the claims that fit by efficiency at the blocks' best orders and pack
+    greedily; with `recompute_every=K`, re-rank after every K grants.
+
+    Between rounds only the blocks the granted claims read change (their budget and
+    their pending claims), so best orders are updated there and nowhere else
+    (`_BestOrders`), and only claims reading those blocks can stop fitting (`_Fitting`)."""
+    limit = options.recompute_every or None
     available = problem.available.copy()
+    fitting = _Fitting(problem, np.flatnonzero(problem.fits_available))
+    orders = _BestOrders(problem, available, options.eta)
     allocated: list[int] = []
-    worst_eta = 0.0
     rounds = 0
-    while candidates.any():
+    while fitting.any():
         rounds += 1
-        # Budget only shrinks within a step, so claims that do not fit now are never
-        # granted in this round: their blocks' best orders and their own ranks are not
-        # needed (the knapsacks still see every candidate, as Alg. 1 defines them).
-        fit = candidates & (
-            problem.fits_available if rounds == 1 else claims_fitting(problem, available)
+        best = orders.best(fitting.blocks, available)
+        efficiency = fitting.efficiency(best, available)
+        if limit == 1:
+            chosen = fitting.most_efficient(efficiency)
+            span = problem.task_entries(chosen)
+            available[problem.entry_block[span]] -= problem.entry_demand[span]
+            granted = removed = np.array([chosen])
+        else:
+            order = fitting.ranked(efficiency)
+            packed = greedy_pack(problem, order, available, max_allocations=limit)
+            available = packed.remaining
+            if limit is None or packed.stopped_at >= order.size:
+                allocated.extend(packed.allocated)
+                break
+            granted = np.asarray(packed.allocated, dtype=np.int64)
+            removed = order[: packed.stopped_at]
+        allocated.extend(granted.tolist())
+        fitting.drop(removed)
+        fitting.recheck(orders.remove(removed, granted, available), available)
+    return PolicyResult(
+        allocated, details={"rounds": float(rounds), "effective_eta": orders.worst_eta}
+    )
+
+
+class _Fitting:
+    """The claims that fit what is left, as compact arrays of their entries.
+
+    Claims only ever stop fitting (budget shrinks), so departed ones are flagged and
+    the arrays compacted once a quarter of them are gone: a round's work follows the
+    claims still in play, not the whole problem. Each entry remembers an order where
+    it fitted last time (its witness): re-checking it after a grant reads one order,
+    and all of them only when that order has run out."""
+
+    def __init__(self, problem: Problem, claims: np.ndarray) -> None:
+        self._problem = problem
+        self._set(claims, problem.available)
+
+    def _set(self, claims: np.ndarray, available: np.ndarray) -> None:
+        problem = self._problem
+        self.claims = claims
+        self.alive = np.ones(claims.size, dtype=bool)
+        self._alive_count = claims.size
+        lengths = problem.indptr[claims + 1] - problem.indptr[claims]
+        self.entries = _entries_of(problem, claims)
+        self.owner = np.repeat(np.arange(claims.size), lengths)
+        self.blocks = problem.entry_block[self.entries]
+        self._flat = self.entries * problem.dims
+        self._witness = np.zeros(self.entries.size, dtype=np.int64)
+        self._terms = np.zeros(self.entries.size)
+        self._stale: np.ndarray | None = None
+        """Blocks whose entries' efficiency terms are out of date (None: all)."""
+        self._weights = problem.weights[claims]
+        self._tie_rank = problem.tie_rank[claims]
+        if claims.size:
+            self._find_witnesses(np.arange(self.entries.size), available)
+
+    def any(self) -> bool:
+        return self._alive_count > 0
+
+    def efficiency(self, best: np.ndarray, available: np.ndarray) -> np.ndarray:
+        """Per claim held here, weight over its demand at its blocks' best orders
+        normalised by what is left there (DPack Eq. 6), summed over its entries in
+        problem order like a pass over every entry would. An entry's term changes only
+        when its block's budget or best order does: on the blocks of the last grants."""
+        if self._stale is None:
+            stale = np.arange(self.entries.size)
+        else:
+            touched = np.zeros(self._problem.m, dtype=bool)
+            touched[self._stale] = True
+            stale = np.flatnonzero(touched[self.blocks])
+        blocks = self.blocks[stale]
+        order = best[blocks]
+        has_order = order != NO_ORDER
+        safe_order = np.where(has_order, order, 0)
+        demand = self._problem.entry_demand.ravel()[self._flat[stale] + safe_order]
+        left = available[blocks, safe_order]
+        terms = np.full(stale.size, np.inf)
+        with np.errstate(over="ignore"):
+            np.divide(demand, left, out=terms, where=has_order)
+        self._terms[stale] = terms
+        self._stale = np.zeros(0, dtype=np.int64)
+        total = np.bincount(self.owner, weights=self._terms, minlength=self.claims.size)
+        with np.errstate(divide="ignore", over="ignore"):
+            efficiency: np.ndarray = np.where(total > 0, self._weights / total, np.inf)
+        return efficiency
+
+    def most_efficient(self, efficiency: np.ndarray) -> int:
+        """The first claim of `ranked`, without sorting."""
+        values = np.where(self.alive, efficiency, -np.inf)
+        top = np.flatnonzero((values == values.max()) & self.alive)
+        if top.size == 0:  # NaN efficiencies: let the sort decide as it would
+            return int(self.ranked(efficiency)[0])
+        return int(self.claims[top[np.argmin(self._tie_rank[top])]])
+
+    def ranked(self, efficiency: np.ndarray) -> np.ndarray:
+        """The claims still fitting, highest efficiency first, ties by arrival then
+        submission (`area.efficiency_order`)."""
+        live = np.flatnonzero(self.alive)
+        return self.claims[live[np.lexsort((self._tie_rank[live], -efficiency[live]))]]
+
+    def drop(self, claims: np.ndarray) -> None:
+        """The claims (all held here and alive) leave."""
+        at = np.searchsorted(self.claims, claims)
+        self._alive_count -= at.size
+        self.alive[at] = False
+
+    def recheck(self, blocks: np.ndarray, available: np.ndarray) -> None:
+        """Budget shrank on `blocks` only: re-check the entries there."""
+        if 4 * self._alive_count < 3 * self.claims.size:
+            self._set(self.claims[self.alive], available)
+        if self._stale is not None:
+            self._stale = np.union1d(self._stale, blocks)
+        if blocks.size == 0 or self._alive_count == 0:
+            return
+        touched = np.zeros(self._problem.m, dtype=bool)
+        touched[blocks] = True
+        entries = np.flatnonzero(touched[self.blocks] & self.alive[self.owner])
+        witness = self._witness[entries]
+        room = np.where(self._problem.usable, available + TOLERANCE, -np.inf)
+        held = (
+            self._problem.entry_demand.ravel()[self._flat[entries] + witness]
+            <= room[self.blocks[entries], witness]
         )
-        if not fit.any():
-            break
-        needed = np.unique(problem.entry_block[fit[problem.entry_task]])
-        best, used_eta = best_orders(problem, candidates, available, options.eta, needed)
-        worst_eta = max(worst_eta, used_eta)
-        efficiency = dpack_efficiency(problem, best, available)
-        order = efficiency_order(problem, efficiency)
-        order = order[fit[order]]
-        limit = options.recompute_every or None
-        packed = greedy_pack(problem, order, available, max_allocations=limit)
-        allocated.extend(packed.allocated)
-        available = packed.remaining
-        if limit is None or packed.stopped_at >= order.size:
-            break
-        candidates[order[: packed.stopped_at]] = False
-    return PolicyResult(allocated, details={"rounds": float(rounds), "effective_eta": worst_eta})
+        lost = entries[~held]
+        if lost.size:
+            gone = lost[~self._find_witnesses(lost, available)]
+            owners = np.unique(self.owner[gone])
+            self._alive_count -= int(self.alive[owners].sum())
+            self.alive[owners] = False
+
+    def _find_witnesses(self, entries: np.ndarray, available: np.ndarray) -> np.ndarray:
+        """Whether each entry fits some usable order now; record the first such order."""
+        room = np.where(self._problem.usable, available + TOLERANCE, -np.inf)
+        ok = self._problem.entry_demand[self.entries[entries]] <= room[self.blocks[entries]]
+        self._witness[entries] = np.argmax(ok, axis=1)
+        fits: np.ndarray = ok.any(axis=1)
+        return fits
+
+
+def _entries_of(problem: Problem, claims: np.ndarray) -> np.ndarray:
+    starts = problem.indptr[claims]
+    lengths = problem.indptr[claims + 1] - starts
+    offsets = np.cumsum(lengths) - lengths
+    entries: np.ndarray = np.repeat(starts - offsets, lengths) + np.arange(int(lengths.sum()))
+    return entries
+
+
+class _BestOrders:
+    """Each block's best order, re-solved only where its inputs changed.
+
+    Equal weights (the common case): `SortedLanes` updates the knapsack counts in
+    place. Otherwise each block's knapsack is cached and solved again only after a
+    claim reading it left, since its pending claims and its budget are its only inputs.
+    """
+
+    def __init__(self, problem: Problem, available: np.ndarray, eta: float) -> None:
+        self._problem = problem
+        self._eta = eta
+        equal = problem.n > 0 and bool(np.all(problem.weights == problem.weights[0]))
+        self._lanes = SortedLanes(problem, available) if equal else None
+        self._candidates = np.ones(problem.n, dtype=bool)
+        self._best = np.full(problem.m, NO_ORDER, dtype=np.int64)
+        self._solved = np.zeros(problem.m, dtype=bool)
+        self.worst_eta = 0.0
+
+    def best(self, entry_blocks: np.ndarray, available: np.ndarray) -> np.ndarray:
+        """Best orders, valid at least on the blocks in `entry_blocks`."""
+        if self._lanes is not None:
+            return self._lanes.best(available, self._problem.usable)
+        needed = np.unique(entry_blocks)
+        todo = needed[~self._solved[needed]]
+        if todo.size:
+            best, used_eta = best_orders(
+                self._problem, self._candidates, available, self._eta, todo
+            )
+            self._best[todo] = best[todo]
+            self._solved[todo] = True
+            self.worst_eta = max(self.worst_eta, used_eta)
+        return self._best
+
+    def remove(self, removed: np.ndarray, granted: np.ndarray, available: np.ndarray) -> np.ndarray:
+        """Claims left the pending set (`granted` ones also took budget, already out of
+        `available`); returns the blocks they read: the only ones whose budget or best
+        order changed."""
+        problem = self._problem
+        self._candidates[removed] = False
+        # A claim reads each of its blocks once: one claim's blocks need no unique().
+        touched: np.ndarray = problem.entry_block[_entries_of(problem, removed)]
+        if removed.size > 1:
+            touched = np.unique(touched)
+        if self._lanes is None:
+            self._solved[touched] = False
+            return touched
+        self._lanes.remove(removed)
+        if removed is granted:
+            self._lanes.shrink(touched, available)
+            return touched
+        dropped = np.setdiff1d(removed, granted)
+        # A claim leaving without taking budget can let a lane's boundary move right.
+        fresh = np.unique(problem.entry_block[_entries_of(problem, dropped)])
+        self._lanes.refresh(fresh, available)
+        self._lanes.shrink(np.setdiff1d(touched, fresh), available)
+        return touched
