@@ -142,22 +142,20 @@ class _Fitting:
         normalised by what is left there (DPack Eq. 6), summed over its entries in
         problem order like a pass over every entry would. An entry's term changes only
         when its block's budget or best order does: on the blocks of the last grants."""
-        if self._stale is None:
-            stale = np.arange(self.entries.size)
+        stale = self._stale_entries()
+        blocks = self.blocks if stale is None else self.blocks[stale]
+        has_order = best != NO_ORDER
+        order = np.where(has_order, best, 0)
+        left = available[np.arange(best.size), order]
+        flat = self._flat if stale is None else self._flat[stale]
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            terms = self._problem.entry_demand.ravel()[flat + order[blocks]] / left[blocks]
+        if not has_order.all():
+            terms[~has_order[blocks]] = np.inf
+        if stale is None:
+            self._terms = terms
         else:
-            touched = np.zeros(self._problem.m, dtype=bool)
-            touched[self._stale] = True
-            stale = np.flatnonzero(touched[self.blocks])
-        blocks = self.blocks[stale]
-        order = best[blocks]
-        has_order = order != NO_ORDER
-        safe_order = np.where(has_order, order, 0)
-        demand = self._problem.entry_demand.ravel()[self._flat[stale] + safe_order]
-        left = available[blocks, safe_order]
-        terms = np.full(stale.size, np.inf)
-        with np.errstate(over="ignore"):
-            np.divide(demand, left, out=terms, where=has_order)
-        self._terms[stale] = terms
+            self._terms[stale] = terms
         self._stale = np.zeros(0, dtype=np.int64)
         total = np.bincount(self.owner, weights=self._terms, minlength=self.claims.size)
         with np.errstate(divide="ignore", over="ignore"):
@@ -184,17 +182,32 @@ class _Fitting:
         self._alive_count -= at.size
         self.alive[at] = False
 
+    def _stale_entries(self) -> np.ndarray | None:
+        """Entries on the blocks changed since the last call (None: every entry)."""
+        stale = self._on_blocks(self._stale)
+        self._stale = np.zeros(0, dtype=np.int64)
+        return stale
+
+    def _on_blocks(self, blocks: np.ndarray | None) -> np.ndarray | None:
+        """Entries on these blocks (None: every block, or blocks is None)."""
+        if blocks is None or blocks.size == self._problem.m:
+            return None
+        touched = np.zeros(self._problem.m, dtype=bool)
+        touched[blocks] = True
+        return np.flatnonzero(touched[self.blocks])
+
     def recheck(self, blocks: np.ndarray, available: np.ndarray) -> None:
-        """Budget shrank on `blocks` only: re-check the entries there."""
+        """Budget shrank on `blocks` only: re-check the entries there (entries of claims
+        already gone are checked too: cheaper than filtering them out)."""
         if 4 * self._alive_count < 3 * self.claims.size:
             self._set(self.claims[self.alive], available)
         if self._stale is not None:
             self._stale = np.union1d(self._stale, blocks)
         if blocks.size == 0 or self._alive_count == 0:
             return
-        touched = np.zeros(self._problem.m, dtype=bool)
-        touched[blocks] = True
-        entries = np.flatnonzero(touched[self.blocks] & self.alive[self.owner])
+        entries = self._on_blocks(blocks)
+        if entries is None:
+            entries = np.arange(self.entries.size)
         witness = self._witness[entries]
         room = np.where(self._problem.usable, available + TOLERANCE, -np.inf)
         held = (
@@ -275,9 +288,7 @@ class _BestOrders:
         if removed is granted:
             self._lanes.shrink(touched, available)
             return touched
-        dropped = np.setdiff1d(removed, granted)
-        # A claim leaving without taking budget can let a lane's boundary move right.
-        fresh = np.unique(problem.entry_block[_entries_of(problem, dropped)])
-        self._lanes.refresh(fresh, available)
-        self._lanes.shrink(np.setdiff1d(touched, fresh), available)
+        # Claims that left without taking budget can let a boundary move right.
+        self._lanes.shrink(touched, available)
+        self._lanes.grow(touched, available)
         return touched

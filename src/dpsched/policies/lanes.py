@@ -44,15 +44,21 @@ class SortedLanes:
         self._lane_start = (dims * block_start[:-1])[:, None] + np.arange(dims)[None, :] * counts[
             :, None
         ]
-        lane_of_row = problem.entry_block[by_block][:, None] * dims + np.arange(dims)[None, :]
         values = problem.entry_demand[by_block]
-        perm = np.lexsort((values.ravel(), lane_of_row.ravel()))
-        self._values = values.ravel()[perm]
-        position = np.empty(perm.size, dtype=np.int64)
-        position[perm] = np.arange(perm.size)
+        self._values = np.empty(values.size)
+        rows_position = np.empty(values.shape, dtype=np.int64)
+        for j in np.flatnonzero(counts).tolist():
+            lo, hi = int(block_start[j]), int(block_start[j + 1])
+            block = values[lo:hi]
+            rank = np.argsort(block, axis=0, kind="stable")
+            base = dims * lo
+            self._values[base : base + block.size] = np.take_along_axis(block, rank, 0).T.ravel()
+            inverse = np.empty_like(rank)
+            np.put_along_axis(inverse, rank, np.arange(hi - lo)[:, None], axis=0)
+            rows_position[lo:hi] = base + np.arange(dims)[None, :] * (hi - lo) + inverse
         self._position = np.empty((problem.entry_block.size, dims), dtype=np.int64)
-        self._position[by_block] = position.reshape(-1, dims)
-        self._active = np.ones(perm.size, dtype=bool)
+        self._position[by_block] = rows_position
+        self._active = np.ones(values.size, dtype=bool)
         self._lane_len = counts
         self._pending_on_block = counts.astype(np.int64)
         self._boundary = np.zeros(m * dims, dtype=np.int64)
@@ -134,11 +140,46 @@ class SortedLanes:
             over = ~done
             window *= 4
 
+    def grow(self, blocks: np.ndarray, available: np.ndarray) -> None:
+        """After claims left the blocks' lanes without taking budget: move each lane's
+        boundary right while the next pending claims still fit (the mirror of `shrink`;
+        a boundary settled by `shrink` first is then exact)."""
+        dims = self._dims
+        lanes = (blocks[:, None] * dims + np.arange(dims)[None, :]).ravel()
+        room = available[blocks].ravel() + TOLERANCE
+        starts = self._lane_start.ravel()
+        ends = starts + np.repeat(self._lane_len, dims)
+        under = starts[lanes] + self._boundary[lanes] < ends[lanes]
+        window = 8
+        while under.any():
+            lanes, room = lanes[under], room[under]
+            at = starts[lanes][:, None] + self._boundary[lanes][:, None] + np.arange(window)
+            inside = at < ends[lanes][:, None]
+            at = np.minimum(at, self._values.size - 1)
+            active = self._active[at] & inside
+            added = np.cumsum(np.where(active, self._values[at], 0.0), axis=1)
+            fits = (self._sum[lanes][:, None] + added <= room[:, None]) & inside
+            moved = fits.sum(axis=1)  # running sums only grow: the fitting steps come first
+            rows = np.arange(lanes.size)
+            last = np.maximum(moved - 1, 0)
+            grew = moved > 0
+            self._sum[lanes] += np.where(grew, added[rows, last], 0.0)
+            self._count[lanes] += np.where(grew, np.cumsum(active, axis=1)[rows, last], 0)
+            self._boundary[lanes] += moved
+            under = (moved == window) & (starts[lanes] + self._boundary[lanes] < ends[lanes])
+            window *= 4
+
+    def counts(self) -> np.ndarray:
+        """(blocks x orders): how many of the pending claims reading each block fit what
+        is left of it at each order, smallest demands first."""
+        counts: np.ndarray = self._count.reshape(-1, self._dims)
+        return counts
+
     def best(self, available: np.ndarray, usable: np.ndarray) -> np.ndarray:
         """Per block, the open order (usable, budget left) whose knapsack packs the most
         weight, the smallest such order on ties; NO_ORDER where no claim is pending or
         no order is open."""
-        values = self._count.reshape(-1, self._dims) * self._weight
+        values = self.counts() * self._weight
         open_orders = usable & (available > TOLERANCE)
         best = np.argmax(np.where(open_orders, values, -np.inf), axis=1)
         closed = ~open_orders.any(axis=1) | (self._pending_on_block == 0)
