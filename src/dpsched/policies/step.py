@@ -109,13 +109,8 @@ def _grant(ledger: Ledger, pending: PendingArrays, result: PolicyResult, time: f
     (a claim the ledger's exact admission refuses, at a capacity's last ulps, waits);
     then, in the same order, elastic claims grow to the most of their range that the
     budget left over holds, so growing never takes what the policy gave another."""
-    granted = []
-    for index in result.allocated:
-        claim_id = str(pending.ids[index])
-        if not ledger.can_run(claim_id):
-            continue  # the exact check refuses what float planning let through: it waits
-        ledger.allocate(claim_id, request_id=f"allocate:{claim_id}", time=time)
-        granted.append(claim_id)
+    # The exact check may refuse what float planning let through: such a claim waits.
+    granted = ledger.allocate_many([str(pending.ids[i]) for i in result.allocated], time=time)
     for claim_id in granted:
         claim = ledger.claim(claim_id)
         if claim.elastic is not None or claim.ceiling is not None:
