@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dpsched.core.admission import TOLERANCE
 from dpsched.policies.knapsack import knapsack_values
 from dpsched.policies.lanes import NO_ORDER, SortedLanes
-from dpsched.policies.packing import greedy_pack
+from dpsched.policies.packing import PackResult, greedy_pack
 from dpsched.policies.problem import Problem
 from dpsched.policies.result import PolicyResult
 
@@ -87,19 +87,39 @@ def dpack(problem: Problem, options: DpackOptions) -> PolicyResult:
             granted = removed = np.array([chosen])
         else:
             order = fitting.ranked(efficiency)
-            packed = greedy_pack(problem, order, available, max_allocations=limit)
+            packed, stopped_at = _pack(problem, order, available, limit)
             available = packed.remaining
-            if limit is None or packed.stopped_at >= order.size:
+            if limit is None or stopped_at >= order.size:
                 allocated.extend(packed.allocated)
                 break
             granted = np.asarray(packed.allocated, dtype=np.int64)
-            removed = order[: packed.stopped_at]
+            removed = order[:stopped_at]
         allocated.extend(granted.tolist())
         fitting.drop(removed)
         fitting.recheck(orders.remove(removed, granted, available), available)
     return PolicyResult(
         allocated, details={"rounds": float(rounds), "effective_eta": orders.worst_eta}
     )
+
+
+def _pack(
+    problem: Problem, order: np.ndarray, available: np.ndarray, limit: int | None
+) -> tuple[PackResult, int]:
+    """`greedy_pack` up to `limit` grants, over slices of the order a few times that long:
+    preparing the whole order costs more than packing fifty claims from its head."""
+    if limit is None:
+        whole = greedy_pack(problem, order, available)
+        return whole, whole.stopped_at
+    allocated: list[int] = []
+    remaining, position = available, 0
+    while position < order.size and len(allocated) < limit:
+        room = limit - len(allocated)
+        packed = greedy_pack(
+            problem, order[position : position + 4 * room + 64], remaining, max_allocations=room
+        )
+        allocated.extend(packed.allocated)
+        remaining, position = packed.remaining, position + packed.stopped_at
+    return PackResult(allocated, remaining, position), position
 
 
 class _Fitting:
