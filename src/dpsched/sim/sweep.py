@@ -7,8 +7,10 @@ A sweep file names a base config and a grid of dotted keys:
       scheduler.policy: [fcfs, dpf, dpack]
       seed: [0, 1, 2]
 
-Cells run in a process pool (or on Ray with `engine="ray"`, imported only then).
-A failing cell becomes a row with its error; the other cells still run.
+Cells run in a process pool (or on Ray with `engine="ray"`, imported only then: the
+cluster at `RAY_ADDRESS` if that is set, else a private local Ray of `workers` CPUs on
+the loopback interface, shut down when the sweep ends). A failing cell becomes a row
+with its error; the other cells still run.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def _execute(
     if workers < 1:
         raise InputError("--workers", f"must be >= 1, got {workers}")
     if engine == "ray":
-        yield from _execute_ray(base, cells)
+        yield from _execute_ray(base, cells, workers)
         return
     if engine != "process":
         raise InputError("--engine", f"must be 'process' or 'ray', got {engine!r}")
@@ -117,18 +119,35 @@ def _execute(
             yield futures[future], future.result()
 
 
-def _execute_ray(base: Mapping[str, Any], cells: Sequence[Cell]) -> Iterator[tuple[int, Row]]:
+def _execute_ray(
+    base: Mapping[str, Any], cells: Sequence[Cell], workers: int
+) -> Iterator[tuple[int, Row]]:
+    address = os.environ.get("RAY_ADDRESS") or None
+    if address is None:
+        # Read by ray at import (named for macOS and Windows, where it is the default): a
+        # local Ray then binds its node to 127.0.0.1 rather than the host's address, so a
+        # one-machine sweep opens no port to the network.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray  # noqa: PLC0415 - optional extra, imported only on request
     except ImportError:
         raise InputError(
             "--engine", "ray is not installed; install the extra: pip install 'dpsched[ray]'"
         ) from None
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True)
-    remote = ray.remote(run_cell)
-    pending = {remote.remote(dict(base), cell): i for i, cell in enumerate(cells)}
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        for ref in done:
-            yield pending.pop(ref), ray.get(ref)
+    started = not ray.is_initialized()  # else the caller's Ray, left to the caller
+    if started and address is not None:
+        ray.init(address=address)  # an existing cluster: "auto", "host:port", "ray://..."
+    elif started:
+        ray.init(address="local", num_cpus=workers, include_dashboard=False)
+    try:
+        remote = ray.remote(run_cell)
+        snapshot: Mapping[str, Any] = dict(base)  # shipped once, shared by the cells
+        base_ref = ray.put(snapshot)
+        pending = {remote.remote(base_ref, cell): i for i, cell in enumerate(cells)}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                yield pending.pop(ref), ray.get(ref)
+    finally:
+        if started:
+            ray.shutdown()
