@@ -46,43 +46,32 @@ class SortedLanes:
         ]
         values = problem.entry_demand[by_block]
         self._values = np.empty(values.size)
+        self._boundary = np.zeros(m * dims, dtype=np.int64)
+        self._sum = np.zeros(m * dims)
         rows_position = np.empty(values.shape, dtype=np.int64)
+        orders = np.arange(dims)[:, None]
         for j in np.flatnonzero(counts).tolist():
             lo, hi = int(block_start[j]), int(block_start[j + 1])
             lanes = np.ascontiguousarray(values[lo:hi].T)  # (orders x claims): rows sort fast
-            rank = np.argsort(lanes, axis=1, kind="stable")
+            rank = np.argsort(lanes, axis=1)  # ties: equal values, the same sums either way
+            ranked = lanes[orders, rank]
             base = dims * lo
-            self._values[base : base + lanes.size] = np.take_along_axis(lanes, rank, 1).ravel()
+            self._values[base : base + lanes.size] = ranked.ravel()
             inverse = np.empty_like(rank)
-            np.put_along_axis(inverse, rank, np.arange(hi - lo)[None, :], axis=1)
-            rows_position[lo:hi] = (base + np.arange(dims)[:, None] * (hi - lo) + inverse).T
+            inverse[orders, rank] = np.arange(hi - lo)
+            rows_position[lo:hi] = (base + orders * (hi - lo) + inverse).T
+            # The boundaries as a fresh knapsack would have them: running sums that fit.
+            running = np.cumsum(ranked, axis=1)
+            boundary = (running <= available[j][:, None] + TOLERANCE).sum(axis=1)
+            at = j * dims + np.arange(dims)
+            self._boundary[at] = boundary
+            self._sum[at] = np.where(boundary > 0, running[orders[:, 0], boundary - 1], 0.0)
         self._position = np.empty((problem.entry_block.size, dims), dtype=np.int64)
         self._position[by_block] = rows_position
         self._active = np.ones(values.size, dtype=bool)
         self._lane_len = counts
         self._pending_on_block = counts.astype(np.int64)
-        self._boundary = np.zeros(m * dims, dtype=np.int64)
-        self._sum = np.zeros(m * dims)
-        self._count = np.zeros(m * dims, dtype=np.int64)
-        self.refresh(np.flatnonzero(counts), available)
-
-    def refresh(self, blocks: np.ndarray, available: np.ndarray) -> None:
-        """Recompute the given blocks' lanes from scratch (a fresh running sum)."""
-        dims = self._dims
-        for j in blocks.tolist():
-            n = int(self._lane_len[j])
-            if n == 0:
-                continue
-            start = int(self._lane_start[j, 0])
-            lanes = j * dims + np.arange(dims)
-            values = self._values[start : start + n * dims].reshape(dims, n)
-            active = self._active[start : start + n * dims].reshape(dims, n)
-            running = np.cumsum(np.where(active, values, 0.0), axis=1)
-            boundary = (running <= available[j][:, None] + TOLERANCE).sum(axis=1)
-            self._boundary[lanes] = boundary
-            last = np.maximum(boundary - 1, 0)
-            self._sum[lanes] = np.where(boundary > 0, running[np.arange(dims), last], 0.0)
-            self._count[lanes] = (active & (np.arange(n)[None, :] < boundary[:, None])).sum(axis=1)
+        self._count = self._boundary.copy()
 
     def remove(self, claims: np.ndarray) -> None:
         """The claims leave every lane they are in (granted, or dropped as hopeless)."""

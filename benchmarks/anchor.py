@@ -1,0 +1,169 @@
+"""dpsched side by side with the DPack artifact (columbia/dpack), in one run.
+
+This machine's speed drifts up to 3x from one day to the next, so speed is judged by
+ratios measured back to back: `../shared/anchor/` runs the artifact's own schedulers on
+the same inputs. This script builds those inputs, prints dpsched's own numbers always,
+and, when the artifact is set up (`bash ../shared/anchor/setup.sh GIT_DIR`), runs the
+anchor's `compare.sh` (offline) and `online.sh` (online) and prints their tables.
+
+    python benchmarks/anchor.py                 # everything
+    python benchmarks/anchor.py --quick         # offline mixed n=1,000 and 2,000 tasks only
+    python benchmarks/anchor.py instance OUT    # just write the offline instance
+
+Inputs: the offline "mixed" microbenchmark (n = 1,000 claims on 10 blocks of (10, 1e-7),
+seed 0, explicit RDP curves on the artifact's 12 orders, everything arriving at 0) and
+the artifact's own Alibaba-DP task CSV (`../shared/references/dpack-artifact/`), with a
+10,000-task CSV drawn from it (rows sampled with replacement, seed 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dpsched.offline import parse_instance, run_policy
+from dpsched.sim.config import parse_config
+from dpsched.sim.simulator import Simulator
+from dpsched.sim.workloads import mixed
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+ANCHOR = SHARED / "anchor"
+ARTIFACT_CSV = SHARED / "references" / "dpack-artifact" / "alibaba-dp-2000.csv"
+ANCHOR_PYTHON = (
+    Path(os.environ.get("ANCHOR_HOME", Path.home() / ".cache" / "dpsched-anchor"))
+    / "venv"
+    / "bin"
+    / "python"
+)
+
+
+def mixed_instance(n: int = 1000) -> dict[str, Any]:
+    """The offline instance the anchor's `mixed.py` reads: explicit curves, explicit blocks."""
+    data = mixed(n, 10, seed=0).to_instance_dict()
+    for block in data["blocks"]:
+        block.pop("arrival", None)
+    tasks = parse_instance(data).tasks
+    data["tasks"] = [
+        {
+            "id": claim_id,
+            "blocks": list(tasks.block_ids[i]),
+            "demand": {"rdp": tasks.demand[tasks.indptr[i]].tolist()},
+        }
+        for i, claim_id in enumerate(tasks.ids)
+    ]
+    return data
+
+
+def sampled_csv(source: Path, n: int, out: Path, seed: int = 0) -> None:
+    """n tasks drawn with replacement from an Alibaba-DP CSV, in the same format."""
+    with source.open() as handle:
+        reader = csv.DictReader(handle)
+        fields = reader.fieldnames or []
+        rows = list(reader)
+    picks = np.random.default_rng(seed).integers(0, len(rows), n)
+    with out.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows[i] for i in picks.tolist())
+
+
+def online_config(path: Path, total: int, policy: str) -> dict[str, Any]:
+    """The anchor's online.sh configuration, as a dict."""
+    scheduler: dict[str, Any] = {
+        "policy": policy,
+        "mode": "batch",
+        "period": 10,
+        "unlocking": {"kind": "lifetime", "lifetime": 30},
+    }
+    if policy == "dpack":
+        scheduler["options"] = {"recompute_every": 50}
+    return {
+        "seed": 0,
+        "accounting": "rdp",
+        "blocks": {"initial": 100, "total": total, "epsilon": 10, "delta": 1e-7},
+        "workload": {"name": "alibaba", "path": str(path)},
+        "scheduler": scheduler,
+    }
+
+
+def own_numbers(work: Path, quick: bool) -> list[dict[str, Any]]:
+    """dpsched alone: offline policy times and online scheduler CPU times."""
+    rows: list[dict[str, Any]] = []
+    instance = parse_instance(json.loads((work / "mixed-1000.json").read_text()))
+    for policy, options in (("dpack", {"recompute_every": 1}), ("dpf", {}), ("fcfs", {})):
+        best = float("inf")
+        for _ in range(3):
+            _, report = run_policy(instance, policy, options, explain=0)
+            best = min(best, report["runtime_s"])
+        rows.append({"case": "mixed-1000", "policy": policy, "n": report["n_allocated"], "s": best})
+    cases = [(ARTIFACT_CSV, 110, "alibaba-dp-2000/110")]
+    if not quick:
+        cases.append((work / "alibaba-dp-10000.csv", 130, "alibaba-dp-10000/130"))
+    for path, total, label in cases:
+        for policy in ("dpack", "dpf", "fcfs"):
+            result = Simulator(parse_config(online_config(path, total, policy))).run()
+            summary = result.summary
+            rows.append(
+                {
+                    "case": label,
+                    "policy": policy,
+                    "n": summary["n_allocated"],
+                    "s": summary["scheduler_time_s"],
+                }
+            )
+    return rows
+
+
+def anchor_tables(work: Path, quick: bool) -> None:
+    env = {**os.environ, "DPSCHED": shutil.which("dpsched") or "dpsched", "PY": sys.executable}
+    runs = [["bash", str(ANCHOR / "compare.sh"), str(work / "mixed-1000.json")]]
+    runs.append(["bash", str(ANCHOR / "online.sh"), str(ARTIFACT_CSV), "110"])
+    if not quick:
+        runs.append(["bash", str(ANCHOR / "online.sh"), str(work / "alibaba-dp-10000.csv"), "130"])
+    for command in runs:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        lines = [line for line in done.stdout.splitlines() if line and not line.startswith("wrote")]
+        print("\n".join(lines) or done.stderr.strip(), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", nargs="?", choices=["all", "instance"], default="all")
+    parser.add_argument("out", nargs="?", help="with `instance`: the JSON file to write")
+    parser.add_argument("--quick", action="store_true", help="skip the 10,000-task case")
+    args = parser.parse_args()
+    if args.what == "instance":
+        Path(args.out or "mixed-1000.json").write_text(json.dumps(mixed_instance()))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "mixed-1000.json").write_text(json.dumps(mixed_instance()))
+        if not args.quick:
+            sampled_csv(ARTIFACT_CSV, 10_000, work / "alibaba-dp-10000.csv")
+        start = time.perf_counter()
+        rows = own_numbers(work, args.quick)
+        print(f"dpsched alone ({time.perf_counter() - start:.1f} s)")
+        print(f"{'case':<22} {'policy':<6} {'allocated':>9} {'scheduler_s':>11}")
+        for row in rows:
+            print(f"{row['case']:<22} {row['policy']:<6} {row['n']:>9} {row['s']:>11.4f}")
+        if ANCHOR_PYTHON.exists() and ANCHOR.exists():
+            print("\nside by side with the DPack artifact (ratio = artifact time / dpsched time)")
+            anchor_tables(work, args.quick)
+        else:
+            print(f"\n(no artifact at {ANCHOR_PYTHON}: run ../shared/anchor/setup.sh for ratios)")
+
+
+if __name__ == "__main__":
+    main()
