@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from dpsched.budget import Accounting, validate_alphas
 from dpsched.core import AllUnlocked, Lifetime, PerArrival, PerStep, Unlocking
@@ -34,6 +34,21 @@ class UnlockingConfig(_Strict):
     kind: Literal["none", "per_arrival", "per_step", "lifetime"] = "none"
     n: int | None = Field(None, ge=1)
     lifetime: float | None = Field(None, gt=0, allow_inf_nan=False)
+    steps: int | None = Field(
+        None,
+        ge=1,
+        description="lifetime: unlock in this many equal steps instead of linearly (the "
+        "DPack artifact: 1000)",
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_for_lifetime(cls, steps: int | None, info: ValidationInfo) -> int | None:
+        # A field validator, not the model's, so the error names `steps` itself.
+        kind = info.data.get("kind")
+        if steps is not None and kind != "lifetime":
+            raise ValueError(f"steps is only for lifetime unlocking, not {kind}")
+        return steps
 
     @model_validator(mode="after")
     def _parameters(self) -> Self:
@@ -73,5 +88,5 @@ class PolicyConfig(_Strict):
             return PerStep(spec.n, self.period)
         if spec.kind == "lifetime":
             assert spec.lifetime is not None
-            return Lifetime(spec.lifetime)
+            return Lifetime(spec.lifetime, spec.steps)
         return AllUnlocked()

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dpsched.engine.config import AccountingConfig, PolicyConfig
@@ -25,13 +26,21 @@ class _Strict(BaseModel):
 
 
 class BlocksConfig(_Strict):
-    """`initial` blocks at t=0, then one every `interval` time units up to `total`."""
+    """`initial` blocks at t=0, then one every `interval` time units up to `total`, the
+    first of them at `first_arrival`."""
 
     initial: int = Field(1, ge=0)
     total: int | None = Field(None, ge=1, description="default: initial")
     epsilon: float = Field(10.0, gt=0, allow_inf_nan=False)
     delta: float = Field(1e-7, gt=0, lt=1)
     interval: float = Field(1.0, gt=0, allow_inf_nan=False)
+    first_arrival: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="time of the first block after the initial ones; default: one interval "
+        "(a block is a period's data, complete at the period's end); the DPack artifact: 0",
+    )
 
     @model_validator(mode="after")
     def _enough(self) -> Self:
@@ -48,12 +57,29 @@ class BlocksConfig(_Strict):
 
     @property
     def span(self) -> float:
-        """Time from t=0 to the last block's arrival: the window claims arrive in."""
+        """The window claims arrive in: one interval per block after the initial ones (with
+        the default `first_arrival`, t=0 to the last block's arrival)."""
         return (self.count - self.initial) * self.interval
+
+    def arrival_times(self) -> np.ndarray:
+        """When each block arrives online: the initial ones at 0, the others every
+        interval from `first_arrival`."""
+        if self.first_arrival is None:
+            online = np.arange(1, self.count - self.initial + 1) * self.interval
+        else:
+            online = self.first_arrival + np.arange(self.count - self.initial) * self.interval
+        return np.concatenate([np.zeros(self.initial), online])
 
 
 class ArrivalConfig(_Strict):
-    """When claims arrive. Default: the trace's gaps if the workload has them, else Poisson."""
+    """When claims arrive. Default: the trace's gaps if the workload has them, else Poisson.
+
+    The arrival process yields instants that the tasks after the `initial` ones take in
+    workload order; consecutive instants are one gap apart (the trace's gaps in file
+    order, Poisson draws, or 1/rate), and the first is one gap after t=0 (constant: at
+    t=0) unless `first_arrival` says when. Ours reads a trace's relative_submit_time as
+    the gap before its task; the DPack artifact (initial 100, first_arrival 0) starts its
+    process at t=0 and takes each gap after a task."""
 
     kind: Literal["poisson", "constant", "trace"] | None = None
     rate: float | None = Field(
@@ -62,6 +88,19 @@ class ArrivalConfig(_Strict):
         allow_inf_nan=False,
         description="claims per time unit; default: the workload's own, else spread over "
         "the block-arrival span",
+    )
+    initial: int = Field(
+        0,
+        ge=0,
+        description="the first N tasks arrive at t=0, ahead of the arrival process (the "
+        "DPack artifact's tasks.initial_num: 100)",
+    )
+    first_arrival: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="time of the process's first arrival; default: one gap after t=0 "
+        "(constant: t=0); the DPack artifact: 0",
     )
 
 

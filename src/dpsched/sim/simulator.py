@@ -120,8 +120,7 @@ class Simulator:
         blocks = self.config.blocks
         if self.config.scheduler.mode == "offline":
             return np.zeros(blocks.count)
-        online = np.arange(1, blocks.count - blocks.initial + 1) * blocks.interval
-        return np.concatenate([np.zeros(blocks.initial), online])
+        return blocks.arrival_times()
 
     def _add_block(self, now: float) -> None:
         """One period's blocks: a day block (event), or the user blocks the DP count of
