@@ -53,7 +53,12 @@ class SortedLanes:
         for j in np.flatnonzero(counts).tolist():
             lo, hi = int(block_start[j]), int(block_start[j + 1])
             lanes = np.ascontiguousarray(values[lo:hi].T)  # (orders x claims): rows sort fast
-            rank = np.argsort(lanes, axis=1)  # ties: equal values, the same sums either way
+            # An order closed now (unusable, or nothing left) stays closed while the step
+            # runs and is never a best order: its lane is left unsorted, full of inf.
+            shut = ~(problem.usable[j] & (available[j] > TOLERANCE))
+            lanes[shut] = np.inf
+            rank = np.tile(np.arange(hi - lo), (dims, 1))
+            rank[~shut] = np.argsort(lanes[~shut], axis=1)  # ties: equal values, equal sums
             ranked = lanes[orders, rank]
             base = dims * lo
             self._values[base : base + lanes.size] = ranked.ravel()
@@ -160,7 +165,8 @@ class SortedLanes:
 
     def counts(self) -> np.ndarray:
         """(blocks x orders): how many of the pending claims reading each block fit what
-        is left of it at each order, smallest demands first."""
+        is left of it at each order, smallest demands first (0 at the orders that were
+        closed when the lanes were built)."""
         counts: np.ndarray = self._count.reshape(-1, self._dims)
         return counts
 
