@@ -2,27 +2,39 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from dpsched.budget import DEFAULT_ALPHAS, Accounting
+from dpsched.budget import DEFAULT_ALPHAS, Accounting, rdp_to_epsilon
 from dpsched.errors import InputError
 from dpsched.sim.config import load_config, parse_config
 from dpsched.sim.workloads.alibaba import (
     COLUMNS,
+    CPU_FAMILIES,
+    GPU_FAMILIES,
     MAX_BLOCKS,
     AlibabaSyntheticParams,
     alibaba_synthetic,
     read_alibaba_csv,
     write_alibaba_csv,
 )
-from dpsched.sim.workloads.microbenchmark import BUCKET_ALPHAS, curve_buckets
+from dpsched.sim.workloads.base import Task
+from dpsched.sim.workloads.microbenchmark import (
+    BUCKET_ALPHAS,
+    curve_buckets,
+    exact_share,
+    pool_mechanisms,
+)
 from dpsched.sim.workloads.registry import GENERATORS, generate_tasks
-from dpsched.sim.workloads.sampling import normalized
+from dpsched.sim.workloads.sampling import normalized, normalizing_capacity
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ARTIFACT_CSV = (
+    Path(__file__).resolve().parents[2] / "shared/references/dpack-artifact/alibaba-dp-2000.csv"
+)
 
 
 def _fingerprint(name: str, seed: int, params: dict[str, object] | None = None) -> list[object]:
@@ -43,6 +55,8 @@ def test_generator_params_refuse_unknown_keys(name: str) -> None:
 
 
 def test_microbenchmark_has_a_curve_for_every_best_alpha_bucket() -> None:
+    """§6.2: 620 dp-accounting curves, at least one per best-alpha bucket, outliers out."""
+    assert len(pool_mechanisms()) == 620
     buckets = curve_buckets()
     assert set(buckets) == set(BUCKET_ALPHAS)
     for alpha, curves in buckets.items():
@@ -50,7 +64,23 @@ def test_microbenchmark_has_a_curve_for_every_best_alpha_bucket() -> None:
         for _, curve in curves:
             norm = normalized(curve)
             assert DEFAULT_ALPHAS[int(np.argmin(norm))] == alpha
-            assert np.min(norm) == pytest.approx(1.0)
+            assert 0.01 < np.min(norm) < 1.0
+
+
+def test_microbenchmark_shift_keeps_the_rise_away_from_the_best_order() -> None:
+    """Shifting (not scaling) to eps_min: a curve that is sharp in absolute terms stays
+    sharp, so a task costs many eps_min away from its best order."""
+    usable = normalizing_capacity() > 0
+    for _, curve in curve_buckets()[64.0][:5]:
+        norm = normalized(curve)
+        shifted = normalized(exact_share(curve, 0.005))
+        assert np.argmin(shifted) == np.argmin(norm)
+        assert np.min(shifted) == pytest.approx(0.005)
+        rise = (norm - np.min(norm))[usable]
+        np.testing.assert_allclose((shifted - 0.005)[usable], rise, rtol=1e-9, atol=1e-12)
+    # A best-order-64 task at order 5 costs well over ten eps_min on average.
+    at_five = [normalized(exact_share(c, 0.005))[6] for _, c in curve_buckets()[64.0]]
+    assert np.mean(at_five) > 10 * 0.005
 
 
 def test_microbenchmark_knobs_shape_the_workload() -> None:
@@ -115,10 +145,124 @@ def test_alibaba_synthetic_respects_the_alibaba_filters() -> None:
     assert blocks.min() >= 1 and blocks.max() <= MAX_BLOCKS
     eps_min = np.array([normalized(t.demand.curve(DEFAULT_ALPHAS)).min() for t in tasks])
     assert eps_min.min() >= 1e-3 - 1e-12 and eps_min.max() <= 1.0 + 1e-12
-    families = {t.name for t in tasks}
-    assert {"cpu-laplace", "cpu-gaussian", "cpu-subsampled_laplace"} <= families
-    assert {"gpu-subsampled_gaussian", "gpu-dp_ftrl"} <= families
+    assert {t.name.split("-eps=")[0] for t in tasks} == set(CPU_FAMILIES + GPU_FAMILIES)
+    assert {t.weight for t in tasks} == {1.0} and {t.selection for t in tasks} == {"most_recent"}
+    assert all(t.demand.delta == pytest.approx(1 / (1000 * t.n_blocks)) for t in tasks)
     assert np.median(blocks) < blocks.mean()  # heavy tail
+
+
+def test_alibaba_synthetic_is_reproducible_and_grows_by_appending() -> None:
+    """Same seed, same tasks (gaps included); a larger load only adds tasks at the end."""
+
+    def fingerprint(tasks: list[Task]) -> list[object]:
+        return [(t.name, t.n_blocks, t.gap, t.demand.rdp) for t in tasks]
+
+    short = alibaba_synthetic(1000, 5, AlibabaSyntheticParams(), 90)
+    longer = alibaba_synthetic(6000, 5, AlibabaSyntheticParams(), 90)
+    assert fingerprint(short) == fingerprint(
+        alibaba_synthetic(1000, 5, AlibabaSyntheticParams(), 90)
+    )
+    assert fingerprint(longer[:1000]) == fingerprint(short)
+    assert fingerprint(short) != fingerprint(
+        alibaba_synthetic(1000, 6, AlibabaSyntheticParams(), 90)
+    )
+
+
+@dataclass(frozen=True)
+class Marginals:
+    family: dict[str, float]
+    epsilon_p10_p50_p90: tuple[float, float, float]
+    blocks_single: float
+    blocks_median_p90_mean: tuple[float, float, float]
+    eps_min_p25_p50_p75: tuple[float, float, float]
+    best_alpha_5: float
+    gap_mean_median: tuple[float, float]
+
+
+ARTIFACT_CSV_MARGINALS = Marginals(
+    family={
+        "dp_ftrl": 0.322,
+        "gaussian": 0.203,
+        "laplace": 0.190,
+        "subsampled_gaussian": 0.176,
+        "subsampled_laplace": 0.110,
+    },
+    epsilon_p10_p50_p90=(0.107, 0.151, 0.386),
+    blocks_single=0.232,
+    blocks_median_p90_mean=(4.0, 21.0, 8.63),
+    eps_min_p25_p50_p75=(0.0026, 0.0053, 0.0188),
+    best_alpha_5=0.959,
+    gap_mean_median=(0.984, 0.672),
+)
+"""Marginals of the DPack artifact's 2,000-task Alibaba-DP CSV
+(../shared/references/dpack-artifact/alibaba-dp-2000.csv), computed once from it; a
+test below recomputes them when that file is there."""
+
+
+def _marginals(tasks: list[Task], epsilons: np.ndarray) -> Marginals:
+    families = [t.name.split("-eps")[0] for t in tasks]
+    blocks = np.array([t.n_blocks for t in tasks])
+    norm = normalized(np.array([t.demand.curve(DEFAULT_ALPHAS) for t in tasks]))
+    best = np.asarray(DEFAULT_ALPHAS)[norm.argmin(axis=1)]
+    gaps = np.array([t.gap for t in tasks], dtype=float)
+    p10, p50, p90 = np.percentile(epsilons, [10, 50, 90])
+    q25, q50, q75 = np.percentile(norm.min(axis=1), [25, 50, 75])
+    return Marginals(
+        family={f: families.count(f) / len(tasks) for f in set(families)},
+        epsilon_p10_p50_p90=(p10, p50, p90),
+        blocks_single=float(np.mean(blocks == 1)),
+        blocks_median_p90_mean=(
+            float(np.median(blocks)),
+            float(np.percentile(blocks, 90)),
+            float(blocks.mean()),
+        ),
+        eps_min_p25_p50_p75=(q25, q50, q75),
+        best_alpha_5=float(np.mean(best == 5)),
+        gap_mean_median=(float(gaps.mean()), float(np.median(gaps))),
+    )
+
+
+def _assert_close_marginals(got: Marginals, want: Marginals) -> None:
+    assert set(got.family) == set(want.family)
+    for name, share in want.family.items():
+        assert got.family[name] == pytest.approx(share, abs=0.03), name
+    assert got.epsilon_p10_p50_p90 == pytest.approx(want.epsilon_p10_p50_p90, rel=0.1)
+    assert got.blocks_single == pytest.approx(want.blocks_single, abs=0.03)
+    median, p90, mean = got.blocks_median_p90_mean
+    want_median, want_p90, want_mean = want.blocks_median_p90_mean
+    assert median == want_median
+    assert p90 == pytest.approx(want_p90, rel=0.15)
+    assert mean == pytest.approx(want_mean, rel=0.1)
+    assert got.eps_min_p25_p50_p75 == pytest.approx(want.eps_min_p25_p50_p75, rel=0.15)
+    assert got.best_alpha_5 == pytest.approx(want.best_alpha_5, abs=0.02)
+    assert got.gap_mean_median == pytest.approx(want.gap_mean_median, rel=0.05)
+
+
+def test_alibaba_synthetic_marginals_match_the_artifact_csv() -> None:
+    """DPack §6.3's mapping with fitted proxies: mechanism shares after the filters,
+    epsilon, blocks, smallest normalised demand, best orders and gaps as in the CSV."""
+    tasks = alibaba_synthetic(10_000, 0, AlibabaSyntheticParams(), 90)
+    epsilons = np.array([float(t.name.split("-eps=")[1]) for t in tasks])
+    _assert_close_marginals(_marginals(tasks, epsilons), ARTIFACT_CSV_MARGINALS)
+
+
+@pytest.mark.skipif(not ARTIFACT_CSV.is_file(), reason="the DPack artifact's CSV is not here")
+def test_artifact_csv_marginals_are_the_recorded_ones() -> None:
+    tasks = read_alibaba_csv(ARTIFACT_CSV)
+    epsilons = np.array([t.demand.basic_epsilon for t in tasks])
+    _assert_close_marginals(_marginals(tasks, epsilons), ARTIFACT_CSV_MARGINALS)
+
+
+def test_alibaba_synthetic_subsampled_curves_land_in_the_calibration_band() -> None:
+    """A subsampled task's curve converts (dp-accounting, its delta) to 0.9-1 x its epsilon,
+    as the artifact's noise search leaves it."""
+    tasks = alibaba_synthetic(400, 1, AlibabaSyntheticParams(), 90)
+    subsampled = [t for t in tasks if t.name.startswith("subsampled")]
+    assert len(subsampled) > 50
+    for task in subsampled:
+        target = float(task.name.split("-eps=")[1])
+        got = rdp_to_epsilon(DEFAULT_ALPHAS, task.demand.curve(DEFAULT_ALPHAS), task.demand.delta)
+        assert 0.9 * target * (1 - 1e-9) <= got <= target * (1 + 1e-9)
 
 
 def test_alibaba_csv_round_trip(tmp_path: Path) -> None:
