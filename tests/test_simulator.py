@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 from dpsched.core import ClaimState
 from dpsched.policies import POLICIES, problem_from_ledger, schedule_step
 from dpsched.sim.config import load_config, parse_config
-from dpsched.sim.reproduce import FIGURES, reproduce
+from dpsched.sim.reproduce import (
+    FIGURES,
+    _gain_grows,
+    _ordered,
+    _ratio_at_least,
+    _ratio_at_most,
+    reproduce,
+)
 from dpsched.sim.results import SimResult
 from dpsched.sim.simulator import Simulator
 from dpsched.sim.sweep import expand_grid, run_cells
@@ -285,3 +292,24 @@ def test_reproduce_a_figure_quickly(tmp_path: Path) -> None:
         "privatekube-10",
         "privatekube-12",
     }
+
+
+def test_figure_checks_state_the_papers_claims() -> None:
+    """The claim checks `reproduce` runs, on made-up means: the orderings are strict where
+    the paper's claim is, and a gain "grows" when it is above its smallest-x value."""
+    means = {
+        "dpack": {0: 100.0, 1: 150.0, 2: 130.0},
+        "dpf": {0: 100.0, 1: 100.0, 2: 120.0},
+        "fcfs": {0: 90.0, 1: 80.0, 2: 120.0},
+    }
+    assert _ordered("dpack", "dpf", "fcfs").holds(means)
+    assert not _ordered("dpack", "dpf", "fcfs", strict=True).holds(means)  # ties at x 0, 2
+    assert _ordered("dpack", "fcfs", strict=True).holds(means)
+    assert _gain_grows("dpack", "dpf").holds(means)  # 1.0 -> 1.5 -> 1.08
+    assert not _gain_grows("dpf", "fcfs").holds(means)  # 1.11 -> 1.25 -> 1.0
+    assert _ratio_at_least("dpack", "dpf", 1.4, "some").holds(means)
+    assert not _ratio_at_least("dpack", "dpf", 1.4).holds(means)
+    assert _ratio_at_least("dpf", "fcfs", 1.0, from_x=1).holds(means)
+    assert _ratio_at_most("dpf", "dpack", 1.0).holds(means)
+    assert not _ratio_at_most("dpack", "dpf", 1.05).holds(means)
+    assert _ratio_at_least("dpack", "dpf", 1.3, "some").claim == "dpack >= 1.3 x dpf at some x"
