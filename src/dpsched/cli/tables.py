@@ -30,7 +30,7 @@ def comparison_table(reports: list[dict[str, Any]], title: str) -> Table:
             f"{r['n_allocated']}/{r['n_tasks']}",
             f"{r['total_weight']:g}",
             f"{r['runtime_s']:.4f}",
-            r["status"] + (f" (gap {r['mip_gap']:.2%})" if r["mip_gap"] else ""),
+            r["status"] + (f" (gap {r['mip_gap']:.2%})" if r["mip_gap"] is not None else ""),
             f"{ratio:.3f}",
         )
     return table
