@@ -270,7 +270,11 @@ class _BestOrders:
         self._problem = problem
         self._eta = eta
         equal = problem.n > 0 and bool(np.all(problem.weights == problem.weights[0]))
-        self._lanes = SortedLanes(problem, available) if equal else None
+        # Only blocks read by a claim that fits can ever need a best order, and claims
+        # only stop fitting: the other blocks' lanes are never sorted.
+        needed = np.zeros(problem.m, dtype=bool)
+        needed[problem.entry_block[problem.fits_available[problem.entry_task]]] = True
+        self._lanes = SortedLanes(problem, available, needed) if equal else None
         self._candidates = np.ones(problem.n, dtype=bool)
         self._best = np.full(problem.m, NO_ORDER, dtype=np.int64)
         self._solved = np.zeros(problem.m, dtype=bool)

@@ -31,7 +31,11 @@ NO_ORDER = -1
 class SortedLanes:
     """Equal-weight knapsack counts per (block, order), for every claim still pending."""
 
-    def __init__(self, problem: Problem, available: np.ndarray) -> None:
+    def __init__(
+        self, problem: Problem, available: np.ndarray, needed: np.ndarray | None = None
+    ) -> None:
+        """`needed`: a mask of the blocks whose best orders will be asked for (default
+        all); the others' lanes are left unsorted, full of inf, and count nothing."""
         dims, m = problem.dims, problem.m
         self._problem = problem
         self._dims = dims
@@ -56,6 +60,8 @@ class SortedLanes:
             # An order closed now (unusable, or nothing left) stays closed while the step
             # runs and is never a best order: its lane is left unsorted, full of inf.
             shut = ~(problem.usable[j] & (available[j] > TOLERANCE))
+            if needed is not None and not needed[j]:
+                shut[:] = True
             lanes[shut] = np.inf
             rank = np.tile(np.arange(hi - lo), (dims, 1))
             rank[~shut] = np.argsort(lanes[~shut], axis=1)  # ties: equal values, equal sums

@@ -118,10 +118,13 @@ def optimal(problem: Problem, options: OptimalOptions) -> PolicyResult:
         if incumbent is None:
             return _finish(problem, np.zeros(0, dtype=np.int64), status, math.inf)
         solution = incumbent
-    chosen = _claims(model, solution)
     if incumbent is not None and _weight(model, incumbent) > _weight(model, solution) + 1e-9:
-        chosen = _claims(model, incumbent)  # never below the heuristic, whatever HiGHS says
-    result = _finish(problem, chosen, status, gap)
+        solution = incumbent  # never below the heuristic, whatever HiGHS says
+    value = _weight(model, solution)
+    if math.isinf(gap) and value > 0:
+        # Stopped before any bound of its own: every claim that fits at all is one.
+        gap = (float(problem.weights[task_ok].sum()) - value) / value
+    result = _finish(problem, _claims(model, solution), status, gap)
     result.details["formulation"] = 1.0 if fine else 0.0
     return result
 
