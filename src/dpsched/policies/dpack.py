@@ -73,7 +73,10 @@ def dpack(problem: Problem, options: DpackOptions) -> PolicyResult:
     limit = options.recompute_every or None
     available = problem.available.copy()
     fitting = _Fitting(problem, np.flatnonzero(problem.fits_available))
-    orders = _BestOrders(problem, available, options.eta)
+    # A step that packs every fitting claim in its first round (online, most steps)
+    # solves each needed knapsack once, as Alg. 1 does.
+    rounds_ahead = limit is not None and int(problem.fits_available.sum()) > limit
+    orders = _BestOrders(problem, available, options.eta, incremental=rounds_ahead)
     allocated: list[int] = []
     rounds = 0
     while fitting.any():
@@ -258,23 +261,29 @@ def _entries_of(problem: Problem, claims: np.ndarray) -> np.ndarray:
     return entries
 
 
+LANES_FROM_ROUND = 3
+"""Sorting every lane costs about four per-block knapsack solves: lanes pay off only in
+runs of many rounds, so the first rounds solve (and cache) knapsacks per block."""
+
+
 class _BestOrders:
     """Each block's best order, re-solved only where its inputs changed.
 
-    Equal weights (the common case): `SortedLanes` updates the knapsack counts in
-    place. Otherwise each block's knapsack is cached and solved again only after a
-    claim reading it left, since its pending claims and its budget are its only inputs.
+    Each block's knapsack is cached and solved again only after a claim reading it
+    left, since its pending claims and its budget are its only inputs. With equal
+    weights, from round `LANES_FROM_ROUND` on (`incremental`), `SortedLanes` updates
+    the knapsack counts in place instead.
     """
 
-    def __init__(self, problem: Problem, available: np.ndarray, eta: float) -> None:
+    def __init__(
+        self, problem: Problem, available: np.ndarray, eta: float, *, incremental: bool
+    ) -> None:
         self._problem = problem
         self._eta = eta
         equal = problem.n > 0 and bool(np.all(problem.weights == problem.weights[0]))
-        # Only blocks read by a claim that fits can ever need a best order, and claims
-        # only stop fitting: the other blocks' lanes are never sorted.
-        needed = np.zeros(problem.m, dtype=bool)
-        needed[problem.entry_block[problem.fits_available[problem.entry_task]]] = True
-        self._lanes = SortedLanes(problem, available, needed) if equal else None
+        self._lanes_from_round = LANES_FROM_ROUND if equal and incremental else None
+        self._rounds = 0
+        self._lanes: SortedLanes | None = None
         self._candidates = np.ones(problem.n, dtype=bool)
         self._best = np.full(problem.m, NO_ORDER, dtype=np.int64)
         self._solved = np.zeros(problem.m, dtype=bool)
@@ -282,6 +291,13 @@ class _BestOrders:
 
     def best(self, entry_blocks: np.ndarray, available: np.ndarray) -> np.ndarray:
         """Best orders, valid at least on the blocks in `entry_blocks`."""
+        self._rounds += 1
+        if self._lanes is None and self._rounds == self._lanes_from_round:
+            # Only blocks read by a claim that fits can ever need a best order, and
+            # claims only stop fitting: the other blocks' lanes are never sorted.
+            needed = np.zeros(self._problem.m, dtype=bool)
+            needed[entry_blocks] = True
+            self._lanes = SortedLanes(self._problem, available, needed, self._candidates)
         if self._lanes is not None:
             return self._lanes.best(available, self._problem.usable)
         needed = np.unique(entry_blocks)

@@ -32,10 +32,15 @@ class SortedLanes:
     """Equal-weight knapsack counts per (block, order), for every claim still pending."""
 
     def __init__(
-        self, problem: Problem, available: np.ndarray, needed: np.ndarray | None = None
+        self,
+        problem: Problem,
+        available: np.ndarray,
+        needed: np.ndarray | None = None,
+        pending: np.ndarray | None = None,
     ) -> None:
         """`needed`: a mask of the blocks whose best orders will be asked for (default
-        all); the others' lanes are left unsorted, full of inf, and count nothing."""
+        all); the others' lanes are left unsorted, full of inf, and count nothing.
+        `pending`: a mask of the claims still pending (default all)."""
         dims, m = problem.dims, problem.m
         self._problem = problem
         self._dims = dims
@@ -49,9 +54,16 @@ class SortedLanes:
             :, None
         ]
         values = problem.entry_demand[by_block]
+        alive = (
+            np.ones(values.shape[0], dtype=bool)
+            if pending is None
+            else pending[problem.entry_task[by_block]]
+        )
         self._values = np.empty(values.size)
+        self._active = np.empty(values.size, dtype=bool)
         self._boundary = np.zeros(m * dims, dtype=np.int64)
         self._sum = np.zeros(m * dims)
+        self._count = np.zeros(m * dims, dtype=np.int64)
         rows_position = np.empty(values.shape, dtype=np.int64)
         orders = np.arange(dims)[:, None]
         for j in np.flatnonzero(counts).tolist():
@@ -66,23 +78,27 @@ class SortedLanes:
             rank = np.tile(np.arange(hi - lo), (dims, 1))
             rank[~shut] = np.argsort(lanes[~shut], axis=1)  # ties: equal values, equal sums
             ranked = lanes[orders, rank]
+            active = alive[lo:hi][rank]
             base = dims * lo
             self._values[base : base + lanes.size] = ranked.ravel()
+            self._active[base : base + lanes.size] = active.ravel()
             inverse = np.empty_like(rank)
             inverse[orders, rank] = np.arange(hi - lo)
             rows_position[lo:hi] = (base + orders * (hi - lo) + inverse).T
             # The boundaries as a fresh knapsack would have them: running sums that fit.
-            running = np.cumsum(ranked, axis=1)
+            running = np.cumsum(np.where(active, ranked, 0.0), axis=1)
             boundary = (running <= available[j][:, None] + TOLERANCE).sum(axis=1)
             at = j * dims + np.arange(dims)
             self._boundary[at] = boundary
             self._sum[at] = np.where(boundary > 0, running[orders[:, 0], boundary - 1], 0.0)
+            inside = np.arange(hi - lo)[None, :] < boundary[:, None]
+            self._count[at] = (active & inside).sum(axis=1)
         self._position = np.empty((problem.entry_block.size, dims), dtype=np.int64)
         self._position[by_block] = rows_position
-        self._active = np.ones(values.size, dtype=bool)
         self._lane_len = counts
-        self._pending_on_block = counts.astype(np.int64)
-        self._count = self._boundary.copy()
+        self._pending_on_block = np.bincount(
+            problem.entry_block[by_block][alive], minlength=m
+        ).astype(np.int64)
 
     def remove(self, claims: np.ndarray) -> None:
         """The claims leave every lane they are in (granted, or dropped as hopeless)."""
