@@ -30,10 +30,22 @@ def comparison_table(reports: list[dict[str, Any]], title: str) -> Table:
             f"{r['n_allocated']}/{r['n_tasks']}",
             f"{r['total_weight']:g}",
             f"{r['runtime_s']:.4f}",
-            r["status"] + (f" (gap {r['mip_gap']:.2%})" if r["mip_gap"] is not None else ""),
+            status_cell(r),
             f"{ratio:.3f}",
         )
     return table
+
+
+def status_cell(report: dict[str, Any]) -> str:
+    """The status with `optimal`'s certified gap, and whether a time-limited solver
+    found nothing better than its heuristic start (then that start is the answer)."""
+    if report["mip_gap"] is None:
+        return str(report["status"])
+    notes = [f"gap {report['mip_gap']:.2%}"]
+    start = report["details"].get("start_weight")
+    if report["status"] == "time_limit" and start == report["total_weight"]:
+        notes.append("the heuristic start")
+    return f"{report['status']} ({', '.join(notes)})"
 
 
 def blocks_table(report: dict[str, Any]) -> Table:
