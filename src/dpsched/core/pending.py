@@ -139,6 +139,23 @@ class PendingView:
 
     arrays: PendingArrays
     alive: np.ndarray
+    joins: np.ndarray
+    """Per block, how many claims reading it have joined the index so far (blocks beyond
+    the end: none). With `leaves`, what lets a structure kept across steps (DPack's
+    `PendingLanes`) rebuild or update only the blocks whose pending claims changed."""
+    leaves: np.ndarray
+    """Per block, how many claims reading it have left the index so far."""
+
+
+def _bump(counter: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+    """`counter` plus one per occurrence in `blocks`, grown to cover them (a new array:
+    views handed out stay unchanged)."""
+    if blocks.size == 0:
+        return counter
+    added = np.bincount(blocks, minlength=counter.size)
+    grown: np.ndarray = added
+    grown[: counter.size] += counter
+    return grown
 
 
 class PendingIndex:
@@ -154,6 +171,8 @@ class PendingIndex:
         self._removed: list[int] = []
         self._seq: dict[str, int] = {}
         self._next = 0
+        self._joins = np.zeros(0, dtype=np.int64)
+        self._leaves = np.zeros(0, dtype=np.int64)
 
     def add(self, claim: Claim) -> None:
         self._seq[claim.id] = self._next
@@ -168,6 +187,7 @@ class PendingIndex:
         self._next += arrays.n
         self._seq.update(zip(arrays.ids.tolist(), seq.tolist(), strict=True))
         fresh = replace(arrays, seq=seq)
+        self._joins = _bump(self._joins, fresh.entry_block)
         self._arrays = _concat(self._arrays, fresh)
         self.hints = self.hints.extend(FitHints.unknown(fresh.n, fresh.entry_block.size))
         self._alive = np.concatenate([self._alive, np.ones(fresh.n, dtype=bool)])
@@ -180,7 +200,7 @@ class PendingIndex:
 
     def view(self) -> PendingView:
         self._sync()
-        return PendingView(self._arrays, self._alive)
+        return PendingView(self._arrays, self._alive, self._joins, self._leaves)
 
     def arrays(self) -> PendingArrays:
         self._sync()
@@ -199,9 +219,13 @@ class PendingIndex:
             if present.size:
                 self._alive = self._alive.copy()  # views handed out stay unchanged
                 self._alive[present] = False
+                self._leaves = _bump(
+                    self._leaves, self._arrays.entry_block[self._arrays.entries_of(present)]
+                )
         added = [c for c in self._added if c.id in self._seq]
         if added:
             fresh = stacked(added, [self._seq[c.id] for c in added], self._dims)
+            self._joins = _bump(self._joins, fresh.entry_block)
             self._arrays = _concat(self._arrays, fresh)
             self.hints = self.hints.extend(FitHints.unknown(fresh.n, fresh.entry_block.size))
             self._alive = np.concatenate([self._alive, np.ones(fresh.n, dtype=bool)])

@@ -31,7 +31,7 @@ from dpsched.core import (
     Ledger,
     Unlocking,
 )
-from dpsched.policies import Policy, PolicyResult, get_policy, schedule_step
+from dpsched.policies import PendingLanes, Policy, PolicyResult, get_policy, schedule_step
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,9 @@ class Engine:
         self.policy = get_policy(policy) if isinstance(policy, str) else policy
         self.options = options if isinstance(options, BaseModel) else self.policy.options(options)
         self._could_fit: tuple[int, bool] | None = None
+        self.lanes: PendingLanes | None = PendingLanes()
+        """Knapsack lanes kept across rounds (`schedule_step`); None computes every
+        round from scratch, the reference the tests compare against."""
 
     # ------------------------------------------------------------- operations
     def add_block(self, spec: BlockSpec, time: float) -> int:
@@ -118,7 +121,7 @@ class Engine:
         self.unlocking.on_tick(self.ledger, time)
         expired = self.ledger.expire_due(time)
         self.ledger.materialise(time)
-        outcome = schedule_step(self.ledger, self.policy, time, self.options)
+        outcome = schedule_step(self.ledger, self.policy, time, self.options, self.lanes)
         return RoundOutcome(time, expired, outcome.granted, outcome.result, outcome.considered)
 
     # ----------------------------------------------------------------- queries

@@ -1,5 +1,6 @@
 """Scheduling policies over array problems, and the step that applies one to a ledger."""
 
+from dpsched.policies.lanes import PendingLanes
 from dpsched.policies.packing import PackResult, greedy_pack
 from dpsched.policies.problem import Problem
 from dpsched.policies.registry import POLICIES, Policy, get_policy
@@ -9,6 +10,7 @@ from dpsched.policies.step import StepOutcome, problem_from_ledger, schedule_ste
 __all__ = [
     "POLICIES",
     "PackResult",
+    "PendingLanes",
     "Policy",
     "PolicyResult",
     "Problem",

@@ -17,7 +17,7 @@ from dpsched.core.admission import TOLERANCE
 from dpsched.policies.knapsack import knapsack_values
 from dpsched.policies.lanes import NO_ORDER, SortedLanes
 from dpsched.policies.packing import PackResult, greedy_pack
-from dpsched.policies.problem import Problem
+from dpsched.policies.problem import KnapsackLanes, Problem
 from dpsched.policies.result import PolicyResult
 
 
@@ -284,7 +284,8 @@ class _BestOrders:
         equal = problem.n > 0 and bool(np.all(problem.weights == problem.weights[0]))
         self._lanes_from_round = LANES_FROM_ROUND if equal and incremental else None
         self._rounds = 0
-        self._lanes: SortedLanes | None = None
+        self._lanes: KnapsackLanes | None = problem.lanes
+        """Lanes kept across steps (the problem's) serve from the first round."""
         self._candidates = np.ones(problem.n, dtype=bool)
         self._best = np.full(problem.m, NO_ORDER, dtype=np.int64)
         self._solved = np.zeros(problem.m, dtype=bool)

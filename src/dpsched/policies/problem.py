@@ -10,11 +10,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Protocol
 
 import numpy as np
 
 from dpsched.core.admission import csr_claims_fit
 from dpsched.errors import InputError
+
+
+class KnapsackLanes(Protocol):
+    """DPack's per-block knapsacks kept up to date as claims leave and budget shrinks
+    (`lanes.SortedLanes`, `lanes.StepLanes`)."""
+
+    def remove(self, claims: np.ndarray) -> None:
+        """The problem's claims `claims` leave every lane they are in."""
+
+    def shrink(self, blocks: np.ndarray, available: np.ndarray) -> None:
+        """The blocks' budget went down to `available`."""
+
+    def grow(self, blocks: np.ndarray, available: np.ndarray) -> None:
+        """Claims left the blocks without taking budget."""
+
+    def best(self, available: np.ndarray, usable: np.ndarray) -> np.ndarray:
+        """Per block, the open order whose knapsack packs the most weight (NO_ORDER: none)."""
+        ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,6 +62,10 @@ class Problem:
     seq: np.ndarray | None = None
     """Optional submission sequence number per claim (file order offline, arrival
     sequence online); None means the claims are listed in submission order."""
+    lanes: KnapsackLanes | None = None
+    """Optional equal-weight knapsack lanes over every pending claim, the ones left out
+    of this problem included, on the blocks its claims read (`PendingLanes`, kept
+    across online steps): with them DPack needs no claim that does not fit."""
 
     def __post_init__(self) -> None:
         n = len(self.ids)

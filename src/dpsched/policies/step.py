@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from dpsched.core import Ledger, PendingArrays
+from dpsched.core import Ledger, PendingArrays, PendingView
+from dpsched.policies.lanes import PendingLanes, StepLanes
 from dpsched.policies.problem import Problem
 from dpsched.policies.registry import Policy
 from dpsched.policies.result import PolicyResult
@@ -24,6 +25,7 @@ def problem_from_pending(
     pending: PendingArrays,
     fit: np.ndarray | None = None,
     entry_reserved: np.ndarray | None = None,
+    lanes: StepLanes | None = None,
 ) -> Problem:
     """The claims' demands against the ledger's unlocked budget, in CSR form."""
     return Problem(
@@ -38,6 +40,7 @@ def problem_from_pending(
         fit=fit,
         entry_reserved=entry_reserved,
         seq=pending.submitted,
+        lanes=lanes,
     )
 
 
@@ -59,13 +62,16 @@ def schedule_step(
     policy: Policy,
     time: float,
     options: BaseModel | Mapping[str, Any] | None = None,
+    lanes: PendingLanes | None = None,
 ) -> StepOutcome:
     """Grant, in the policy's order, the pending claims it picks from unlocked budget.
 
     A policy only ever grants claims that fit, and budget only shrinks within a step,
     so when no pending claim fits on its own the policy is not run at all; otherwise
     it sees only the claims that can change its decision (`Policy.relevant`). Online,
-    those are a few hundred of tens of thousands pending.
+    those are a few hundred of tens of thousands pending. A caller that runs steps
+    over and over (the engine) passes `lanes`, kept from step to step: DPack's one-round
+    steps then read the other claims' knapsack counts there instead of seeing them.
     """
     if policy.relevant == "all":
         return _step_on_every_claim(ledger, policy, time, options)
@@ -74,14 +80,29 @@ def schedule_step(
     if not fit.any():
         # Nothing can be granted, and granting nothing is then provably optimal.
         return StepOutcome([], PolicyResult([], status="optimal"), 0)
-    if policy.relevant == "touching":
+    kept_lanes = lanes is not None and policy.relevant == "touching" and _equal_weights(now.view)
+    if policy.relevant == "touching" and not kept_lanes:
         keep = fit | now.touching(now.blocks_of_fitting(ledger.capacity.shape[0]))
     else:
         keep = fit
     if not keep.all():
         pending, fit = pending.subset(keep), fit[keep]
-    result = policy.run(problem_from_pending(ledger, pending, fit), options)
+    if lanes is None or not kept_lanes:
+        result = policy.run(problem_from_pending(ledger, pending, fit), options)
+        return StepOutcome(_grant(ledger, pending, result, time), result, pending.n)
+    needed = now.blocks_of_fitting(ledger.capacity.shape[0])
+    lent = lanes.open(ledger, now.view, needed, ledger.unlocked, pending)
+    try:
+        result = policy.run(problem_from_pending(ledger, pending, fit, lanes=lent), options)
+    finally:
+        lent.close()
     return StepOutcome(_grant(ledger, pending, result, time), result, pending.n)
+
+
+def _equal_weights(view: PendingView) -> bool:
+    """Every pending claim weighs the same: kept lanes hold the equal-weight knapsack."""
+    weights = view.arrays.weights[view.alive]
+    return bool(weights.min() == weights.max())
 
 
 def _step_on_every_claim(
