@@ -52,6 +52,11 @@ class FitHints:
     bar_entry: np.ndarray
     """The witness's position among its claim's entries."""
     bar_whole: np.ndarray
+    bar_static: np.ndarray
+    """The witness's least demand over capacity across usable orders: a bound that no
+    grant makes stale. A claim whose witness block has less room than that at every
+    order (`_candidates`) is skipped without refreshing its threshold: online, most
+    pending claims wait on blocks that each step's grants use up again."""
 
     @classmethod
     def unknown(cls, claims: int, entries: int) -> FitHints:
@@ -64,6 +69,7 @@ class FitHints:
             bar_block=np.zeros(claims, dtype=np.int64),
             bar_entry=np.zeros(claims, dtype=np.int64),
             bar_whole=np.full(claims, -np.inf),
+            bar_static=np.full(claims, -np.inf),
         )
 
     def subset(self, keep: np.ndarray, entry_keep: np.ndarray) -> FitHints:
@@ -74,6 +80,7 @@ class FitHints:
             bar_block=self.bar_block[keep],
             bar_entry=self.bar_entry[keep],
             bar_whole=self.bar_whole[keep],
+            bar_static=self.bar_static[keep],
         )
 
     def extend(self, other: FitHints) -> FitHints:
@@ -84,6 +91,7 @@ class FitHints:
             bar_block=np.concatenate([self.bar_block, other.bar_block]),
             bar_entry=np.concatenate([self.bar_entry, other.bar_entry]),
             bar_whole=np.concatenate([self.bar_whole, other.bar_whole]),
+            bar_static=np.concatenate([self.bar_static, other.bar_static]),
         )
 
 
@@ -191,6 +199,11 @@ def _candidates(view: PendingView, hints: FitHints, budget: BudgetState, whole: 
         blocked = hints.bar_whole > 1.0 + MARGIN
     else:
         blocked = hints.bar > budget.fraction[hints.bar_block] + MARGIN
+        usable = budget.capacity > 0
+        room = np.full(budget.capacity.shape, -np.inf)
+        np.divide(budget.available + TOLERANCE, budget.capacity, out=room, where=usable)
+        most = room.max(axis=1, initial=-np.inf)
+        blocked |= hints.bar_static > most[hints.bar_block] + MARGIN
     candidates: np.ndarray = np.flatnonzero(view.alive & ~blocked)
     return candidates
 
@@ -220,6 +233,10 @@ def _evaluate(
         hints.bar[claims] = bar
         hints.bar_block[claims] = blocks[witness]
         hints.bar_entry[claims] = witness - starts
+        capacity = budget.capacity[blocks[witness]]
+        least = np.full(capacity.shape, np.inf)
+        np.divide(arrays.entry_demand[entries[witness]], capacity, out=least, where=capacity > 0)
+        hints.bar_static[claims] = np.where(fits_now, -np.inf, least.min(axis=1, initial=np.inf))
     return fits_now
 
 
