@@ -35,6 +35,12 @@ guarantee, and the bound keeps every sum of budgets finite (no float overflow) a
 budget's exact integer units (`core.exact`, 1e-12 each) within 64 bits. Demands above it
 can never be admitted anywhere, so they count as infinite."""
 
+CHECKED_RDP_LIMIT = 4096
+_CHECKED_RDP: dict[tuple[tuple[float, ...], int], np.ndarray] = {}
+"""Validated rdp demand vectors (read-only) by value and length: a simulation submits
+the same few hundred curves 100,000 times, and validating each one again took a tenth
+of the run. Only vectors that passed are kept, so a bad one still names its field."""
+
 
 @dataclass(frozen=True)
 class Accounting:
@@ -123,7 +129,15 @@ class Accounting:
                 raise InputError(
                     f"{field}.rdp", "an rdp demand needs accounting: rdp; give 'epsilon' instead"
                 )
-            return self.check_vector(spec.rdp, f"{field}.rdp", allow_inf=True)
+            key = (spec.rdp, self.dims)
+            vector = _CHECKED_RDP.get(key)
+            if vector is None:
+                vector = self.check_vector(spec.rdp, f"{field}.rdp", allow_inf=True)
+                vector.setflags(write=False)
+                if len(_CHECKED_RDP) >= CHECKED_RDP_LIMIT:
+                    _CHECKED_RDP.clear()
+                _CHECKED_RDP[key] = vector
+            return vector
         if isinstance(spec, ApproxZcdpDemand):
             if spec.approx_zcdp.delta > 0:
                 raise InputError(
