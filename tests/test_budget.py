@@ -201,3 +201,18 @@ def test_overflowing_mechanisms_are_infinitely_expensive() -> None:
     )
     assert dp_epsilon(spec, 1e-7) == math.inf
     assert np.isinf(rdp_curve(spec, (2.0, 8.0))).all()
+
+
+def test_validated_rdp_demands_are_shared_read_only_and_bad_ones_still_fail() -> None:
+    """Vectors kept by value are the validated ones, protected from callers' writes; a
+    demand of another length, or with a bad value, is still refused with its field."""
+    short = Accounting("rdp", (2.0, 4.0))
+    spec = TypeAdapter(DemandSpec).validate_python({"rdp": [0.5, 2e6]})
+    first = short.demand_vector(spec, "tasks.a.demand")
+    again = short.demand_vector(TypeAdapter(DemandSpec).validate_python({"rdp": [0.5, 2e6]}))
+    assert first.tolist() == [0.5, math.inf] and again is first
+    with pytest.raises(ValueError, match="read-only"):
+        first[0] = 0.0
+    longer = Accounting("rdp", (2.0, 4.0, 8.0))
+    with pytest.raises(InputError, match=r"tasks\.b\.demand\.rdp: needs 3 values"):
+        longer.demand_vector(spec, "tasks.b.demand")
