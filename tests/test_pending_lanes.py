@@ -138,3 +138,25 @@ def test_lanes_start_over_when_superseded_builds_dominate(
     monkeypatch.setattr(lanes_module, "REBUILD_SLACK", 0)
     runs = [Run(s, 3, 3, r, 10, equal=True, timeouts=True) for s in range(6) for r in (0, 2)]
     assert sum(_drive(run, check_counts=True) for run in runs) > 0
+
+
+def test_lanes_of_a_long_run_stay_within_twice_the_pending_claims(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Blocks come and go and claims leave: what the lanes hold follows what is pending,
+    not the history (a long-running service)."""
+    monkeypatch.setattr(lanes_module, "REBUILD_SLACK", 0)
+    engine, _ = _engines(2, 10, 0)
+    largest = 0
+    for t in range(60):
+        engine.add_block(BlockSpec(id=f"b{t}", capacity=(1.0, 2.0)), time=float(t))
+        for i in range(12):
+            spec = {"id": f"c{t}-{i}", "blocks": {"most_recent": 2}, "arrival": t, "timeout": 3}
+            engine.submit({**spec, "demand": {"rdp": [0.05 * (1 + i % 5), 0.3]}}, float(t))
+        pending = engine.ledger.pending_arrays()
+        largest = max(largest, pending.entry_block.size * 2)  # positions: entries x orders
+        engine.round(float(t) + 0.5)
+        assert engine.lanes is not None
+        # A round may add one build (at most every pending entry) after the check.
+        assert engine.lanes.held <= 2 * largest + largest
+    assert engine.lanes.held > 0 and largest < 200

@@ -268,8 +268,6 @@ class PendingLanes(LaneStore):
         self._member_position = np.zeros((0, dims), dtype=np.int64)
         self._log: list[np.ndarray] | None = None
         """While a step holds the lanes: the positions its removals deactivated."""
-        self._live = 0
-        """Flat positions held by current builds (the rest belong to superseded ones)."""
         self._lane_start = np.zeros(blocks * dims, dtype=np.int64)
         self._lane_end = np.zeros(blocks * dims, dtype=np.int64)
         self._boundary = np.zeros(blocks * dims, dtype=np.int64)
@@ -281,6 +279,11 @@ class PendingLanes(LaneStore):
         self._built = np.zeros(blocks, dtype=bool)
         self._joins_seen = np.zeros(blocks, dtype=np.int64)
         self._leaves_seen = np.zeros(blocks, dtype=np.int64)
+
+    @property
+    def held(self) -> int:
+        """Lane positions held, superseded builds and departed claims included."""
+        return int(self._values.size)
 
     def open(
         self,
@@ -308,8 +311,10 @@ class PendingLanes(LaneStore):
         # A block whose lanes are mostly departed claims is cheaper sorted again.
         rebuild |= needed & self._built & (2 * self._departed > self._members)
         if rebuild.any():
-            if self._values.size > 2 * self._live + REBUILD_SLACK:
-                # Superseded builds dominate the arrays: start over.
+            pending = int(np.diff(view.arrays.indptr)[view.alive].sum()) * dims
+            if self._values.size > 2 * pending + REBUILD_SLACK:
+                # Superseded builds and departed claims dominate the arrays (a long-running
+                # service sees blocks come and go): start over.
                 self._reset(m, dims)
                 rebuild = needed.copy()
             self._build(view, np.flatnonzero(rebuild), available)
@@ -376,7 +381,6 @@ class PendingLanes(LaneStore):
         member_seq = np.repeat(arrays.seq, lengths)[entries]
         bounds = np.searchsorted(arrays.entry_block[entries], np.append(blocks, blocks[-1] + 1))
         base_member, base_value = self._member_seq.size, self._values.size
-        superseded = int(self._members[blocks][self._built[blocks]].sum()) * dims
         values = np.empty(entries.size * dims)
         position = np.empty((entries.size, dims), dtype=np.int64)
         orders = np.arange(dims)[:, None]
@@ -402,7 +406,6 @@ class PendingLanes(LaneStore):
             self._boundary[at] = boundary
             self._sum[at] = np.where(boundary > 0, running[orders[:, 0], boundary - 1], 0.0)
             self._count[at] = boundary
-        self._live += entries.size * dims - superseded
         self._values = np.concatenate([self._values, values])
         self._active = np.concatenate([self._active, np.ones(values.size, dtype=bool)])
         self._member_seq = np.concatenate([self._member_seq, member_seq])
@@ -488,7 +491,7 @@ class StepLanes:
 
 
 REBUILD_SLACK = 1 << 16
-"""Superseded lane positions tolerated beyond the live ones before starting over."""
+"""Lane positions tolerated beyond twice the pending entries' before starting over."""
 _KEY_SPAN = 1 << 32
 """Above any pending-index sequence number a ledger reaches."""
 
