@@ -13,9 +13,16 @@ shrinks by its demand, so a lane's boundary can only move left, one position per
 that no longer fits. An update costs the positions it moves, not a sort. The knapsack
 sees every claim still pending, as DPack's Alg. 1 defines it, fit or not.
 
-S is kept by subtraction, so it may differ from a fresh running sum in the last ulp;
-a count could only differ where a sum lands within that of a capacity plus the 1e-9
-slack, which the tests' random instances and the papers' workloads never do.
+`SortedLanes` lives for one policy run, over the claims of its problem. Online, the
+engine keeps `PendingLanes` from round to round over every pending claim (claims
+arrive and leave, budget unlocks between rounds) and lends them to each round
+(`StepLanes`), so a round neither sorts lanes again nor needs the claims that do not
+fit in its problem.
+
+S is kept by subtraction and addition, so it may differ from a fresh running sum in
+the last ulps; a count could only differ where a sum lands within that of a capacity
+plus the 1e-9 slack, which the tests' random instances and the papers' workloads
+never do.
 """
 
 from __future__ import annotations
