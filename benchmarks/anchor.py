@@ -167,7 +167,10 @@ def own_numbers(work: Path, quick: bool) -> list[dict[str, Any]]:
 
 
 def anchor_tables(work: Path, quick: bool) -> None:
-    env = {**os.environ, "DPSCHED": shutil.which("dpsched") or "dpsched", "PY": sys.executable}
+    # The CLI of this interpreter's environment, on PATH or not (`.venv/bin/python ...`).
+    beside = Path(sys.executable).with_name("dpsched")
+    cli = str(beside) if beside.exists() else shutil.which("dpsched") or "dpsched"
+    env = {**os.environ, "DPSCHED": cli, "PY": sys.executable}
     runs = [["bash", str(ANCHOR / "compare.sh"), str(work / "mixed-1000.json")]]
     runs.append(["bash", str(ANCHOR / "online.sh"), str(ARTIFACT_CSV), "110"])
     if not quick:
@@ -175,7 +178,9 @@ def anchor_tables(work: Path, quick: bool) -> None:
     for command in runs:
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         lines = [line for line in done.stdout.splitlines() if line and not line.startswith("wrote")]
-        print("\n".join(lines) or done.stderr.strip(), flush=True)
+        print("\n".join(lines), flush=True)
+        if done.returncode != 0:
+            print(f"{command[1]} failed ({done.returncode}): {done.stderr.strip()}", flush=True)
 
 
 def main() -> None:
