@@ -478,11 +478,19 @@ def resumed(caplog: pytest.LogCaptureFixture) -> int:
     return sum("Resuming operations" in r.getMessage() for r in caplog.records)
 
 
+def peering_priorities(cluster: Cluster) -> list[int]:
+    found = cluster.get("kopf.dev/v1", "clusterkopfpeerings", None, "dpsched") or {}
+    return sorted(int(m["priority"]) for m in (found.get("status") or {}).values())
+
+
 def test_replicas_elect_one_operator_and_the_standby_takes_over(
     service: Service, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """kopf peering: the replica of lower priority pauses while the higher one runs,
-    and resumes when it stops."""
+    """kopf peering: a replica that finds a live peer of higher priority stays paused
+    while that one runs, and resumes when it stops. The standby starts once the
+    elected replica's keep-alive is in the peering object, so its first look sees it
+    (two replicas starting at the same moment may both act for a moment: see the
+    next test)."""
     caplog.set_level(logging.INFO, logger="kopf")
     with running_cluster() as cluster:
         cluster.emulator.declare(
@@ -492,19 +500,27 @@ def test_replicas_elect_one_operator_and_the_standby_takes_over(
         cluster.create(
             "kopf.dev/v1", "clusterkopfpeerings", None, {**peering, "metadata": {"name": "dpsched"}}
         )
-        replicas = [RunningOperator(service, cluster, peering=("dpsched", p)) for p in (100, 10)]
-        for replica in replicas:
-            replica.start()
+        replicas = [
+            RunningOperator(service, cluster, ("dpsched", p), token=t)
+            for p, t in ((100, "elected"), (10, "standby"))
+        ]
+        elected, standby = replicas
         try:
+            elected.start()
+            wait_for(lambda: peering_priorities(cluster) == [100], what="the first keep-alive")
+            wait_for(lambda: resumed(caplog) == 1, what="the elected replica to resume")
+            standby.start()
+            wait_for(lambda: peering_priorities(cluster) == [10, 100], what="both keep-alives")
             block(cluster, "elected")
             claim(cluster, "team-a", "first", {"blocks": ["elected"], "demand": {"epsilon": 0.1}})
             phase_becomes(cluster, "team-a", "first", "Allocated")
-            members = cluster.get("kopf.dev/v1", "clusterkopfpeerings", None, "dpsched")["status"]
-            assert sorted(m["priority"] for m in members.values()) == [10, 100]
             # kopf starts paused: only the elected replica has resumed.
-            assert resumed(caplog) == 1
-            replicas[0].stop()
-            wait_for(lambda: resumed(caplog) == 2, what="the standby to resume")
+            assert not logged(caplog, "operator-standby", "Resuming operations")
+            elected.stop()
+            wait_for(
+                lambda: logged(caplog, "operator-standby", "Resuming operations"),
+                what="the standby to resume",
+            )
             claim(cluster, "team-a", "second", {"blocks": ["elected"], "demand": {"epsilon": 0.1}})
             phase_becomes(cluster, "team-a", "second", "Allocated")
         finally:
