@@ -15,13 +15,15 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp.web
+import attrs
 import httpx
 import jsonpatch
 import pytest
 import yaml
 from tests.service_process import ADMIN, Service, new_database
 
-from dpsched.k8s.emulator import Cluster, running_cluster, wait_for
+from dpsched.k8s.emulator import Cluster, FaithfulEmulator, running_cluster, wait_for
 from dpsched.k8s.kube import Connection, KubeApi
 from dpsched.k8s.operator import Operator, OperatorConfig
 from dpsched.k8s.pods import GATE, admission_response
@@ -35,11 +37,18 @@ class RunningOperator:
     """kopf in a thread, with its own event loop, as `dpsched serve --kubernetes` runs it."""
 
     def __init__(
-        self, service: Service, cluster: Cluster, peering: tuple[str, int] | None = None
+        self,
+        service: Service,
+        cluster: Cluster,
+        peering: tuple[str, int] | None = None,
+        token: str | None = None,
+        settle_after: float = 5.0,
     ) -> None:
         self.peering = peering
-        self.config = OperatorConfig(service_url=service.url, admin_token=ADMIN, sync_interval=0.1)
-        self.connection = Connection(server=cluster.url, insecure=True)
+        self.config = OperatorConfig(
+            service_url=service.url, admin_token=ADMIN, sync_interval=0.1, settle_after=settle_after
+        )
+        self.connection = Connection(server=cluster.url, token=token, insecure=True)
         self.stop_flag = threading.Event()
         self.thread: threading.Thread | None = None
 
@@ -60,7 +69,8 @@ class RunningOperator:
                 )
             )
 
-        self.thread = threading.Thread(target=run, daemon=True)
+        name = f"operator-{self.connection.token or 'main'}"
+        self.thread = threading.Thread(target=run, name=name, daemon=True)
         self.thread.start()
         assert ready.wait(30), "the operator did not start"
         return self
@@ -460,15 +470,27 @@ def test_a_claim_made_before_its_blocks_waits_for_them(
     assert phase_becomes(cluster, "team-a", "eager-selector", "Allocated")["blocks"] == ["late-0"]
 
 
+def logged(caplog: pytest.LogCaptureFixture, thread: str, text: str, since: int = 0) -> bool:
+    return any(r.threadName == thread and text in r.getMessage() for r in caplog.records[since:])
+
+
 def resumed(caplog: pytest.LogCaptureFixture) -> int:
     return sum("Resuming operations" in r.getMessage() for r in caplog.records)
+
+
+def peering_priorities(cluster: Cluster) -> list[int]:
+    found = cluster.get("kopf.dev/v1", "clusterkopfpeerings", None, "dpsched") or {}
+    return sorted(int(m["priority"]) for m in (found.get("status") or {}).values())
 
 
 def test_replicas_elect_one_operator_and_the_standby_takes_over(
     service: Service, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """kopf peering: the replica of lower priority pauses while the higher one runs,
-    and resumes when it stops."""
+    """kopf peering: a replica that finds a live peer of higher priority stays paused
+    while that one runs, and resumes when it stops. The standby starts once the
+    elected replica's keep-alive is in the peering object, so its first look sees it
+    (two replicas starting at the same moment may both act for a moment: see the
+    next test)."""
     caplog.set_level(logging.INFO, logger="kopf")
     with running_cluster() as cluster:
         cluster.emulator.declare(
@@ -478,22 +500,138 @@ def test_replicas_elect_one_operator_and_the_standby_takes_over(
         cluster.create(
             "kopf.dev/v1", "clusterkopfpeerings", None, {**peering, "metadata": {"name": "dpsched"}}
         )
-        replicas = [RunningOperator(service, cluster, peering=("dpsched", p)) for p in (100, 10)]
-        for replica in replicas:
-            replica.start()
+        replicas = [
+            RunningOperator(service, cluster, ("dpsched", p), token=t)
+            for p, t in ((100, "elected"), (10, "standby"))
+        ]
+        elected, standby = replicas
         try:
+            elected.start()
+            wait_for(lambda: peering_priorities(cluster) == [100], what="the first keep-alive")
+            wait_for(lambda: resumed(caplog) == 1, what="the elected replica to resume")
+            standby.start()
+            wait_for(lambda: peering_priorities(cluster) == [10, 100], what="both keep-alives")
             block(cluster, "elected")
             claim(cluster, "team-a", "first", {"blocks": ["elected"], "demand": {"epsilon": 0.1}})
             phase_becomes(cluster, "team-a", "first", "Allocated")
-            members = cluster.get("kopf.dev/v1", "clusterkopfpeerings", None, "dpsched")["status"]
-            assert sorted(m["priority"] for m in members.values()) == [10, 100]
             # kopf starts paused: only the elected replica has resumed.
-            assert resumed(caplog) == 1
-            replicas[0].stop()
-            wait_for(lambda: resumed(caplog) == 2, what="the standby to resume")
+            assert not logged(caplog, "operator-standby", "Resuming operations")
+            elected.stop()
+            wait_for(
+                lambda: logged(caplog, "operator-standby", "Resuming operations"),
+                what="the standby to resume",
+            )
             claim(cluster, "team-a", "second", {"blocks": ["elected"], "demand": {"epsilon": 0.1}})
             phase_becomes(cluster, "team-a", "second", "Allocated")
         finally:
+            for replica in replicas:
+                replica.stop()
+
+
+FINALIZER = "dpsched.io/finalizer"
+
+
+def adds_finalizer(method: str, path: str, body: bytes) -> bool:
+    """Is it kopf's JSON patch adding its finalizer to a PrivacyClaim?"""
+    if method != "PATCH" or "/privacyclaims/" not in path:
+        return False
+    try:
+        operations = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(operations, list) and any(
+        isinstance(op, dict)
+        and op.get("op") == "add"
+        and str(op.get("path", "")).startswith("/metadata/finalizers")
+        for op in operations
+    )
+
+
+@attrs.define(kw_only=True)
+class HeldFinalizers(FaithfulEmulator):
+    """Holds a replica's (known by its token) JSON patch adding kopf's finalizer to a
+    claim until the test releases it: the test orders the two replicas' writes."""
+
+    arrived: dict[str, threading.Event] = attrs.field(factory=dict)
+    release: dict[str, threading.Event] = attrs.field(factory=dict)
+
+    async def __call__(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        token = raw.headers.get("Authorization", "").removeprefix("Bearer ")
+        if token in self.release and adds_finalizer(raw.method, raw.path, await raw.read()):
+            self.arrived[token].set()
+            await asyncio.to_thread(self.release[token].wait, 30)
+        return await super().__call__(raw)
+
+
+def test_a_claim_two_replicas_race_for_is_never_stranded(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two replicas act at once for a moment while peering settles (both start
+    together; or a new replica of higher priority starts while the elected one works).
+    Here the replica of low priority, alone at first, adds kopf's finalizer to a new
+    claim and pauses, for the other has started, before it sees its own write. The
+    elected replica made its own finalizer patch on the version before: its
+    resourceVersion test fails, and kopf keeps it for the object's next event, whose
+    cycle then runs no handler; no event follows. Without `Operator.settle` touching
+    such an object, the claim is never handled (no status: the symptom of a flaky
+    run). The emulator holds each replica's finalizer patch until the test releases
+    it, so the order is forced, not left to timing."""
+    caplog.set_level(logging.INFO, logger="dpsched.k8s")
+    caplog.set_level(logging.DEBUG, logger="kopf")  # last: it sets the handler's level too
+    held = HeldFinalizers()
+    for token in ("low", "high"):
+        held.arrived[token] = threading.Event()
+        held.release[token] = threading.Event()
+    with running_cluster(held) as cluster:
+        cluster.emulator.declare(
+            "kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", namespaced=False
+        )
+        peering: dict[str, Any] = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering"}
+        cluster.create(
+            "kopf.dev/v1", "clusterkopfpeerings", None, {**peering, "metadata": {"name": "dpsched"}}
+        )
+        replicas = [
+            RunningOperator(service, cluster, ("dpsched", p), token=t, settle_after=1.0)
+            for p, t in ((10, "low"), (100, "high"))
+        ]
+        low, high = replicas
+        try:
+            low.start()
+            wait_for(lambda: resumed(caplog) == 1, what="the replica alone to resume")
+            block(cluster, "contested")
+            claim(
+                cluster,
+                "team-a",
+                "contested",
+                {"blocks": ["contested"], "demand": {"epsilon": 0.1}},
+            )
+            assert held.arrived["low"].wait(20), "the low replica never added its finalizer"
+            since = len(caplog.records)
+            high.start()
+            wait_for(
+                lambda: logged(
+                    caplog, "operator-low", "Pausing the watch-stream for privacyclaims", since
+                ),
+                what="the low replica to pause and close its watch of claims",
+            )
+            assert held.arrived["high"].wait(20), "the elected replica never saw the claim"
+            held.release["low"].set()
+            wait_for(
+                lambda: (
+                    FINALIZER
+                    in cluster.get(API, "privacyclaims", "team-a", "contested")["metadata"].get(
+                        "finalizers", []
+                    )
+                ),
+                what="the low replica's finalizer",
+            )
+            held.release["high"].set()
+            phase_becomes(cluster, "team-a", "contested", "Allocated")
+            assert logged(caplog, "operator-high", "Could not apply the patch in full")
+            assert logged(caplog, "operator-high", "touching team-a/contested")
+        finally:
+            for event in held.release.values():
+                event.set()
             for replica in replicas:
                 replica.stop()
 

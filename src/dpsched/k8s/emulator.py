@@ -326,10 +326,11 @@ def _details(request: kmock.Request) -> Json:
 
 
 class Cluster:
-    """The emulator served on loopback from a background thread, with a sync client."""
+    """The emulator (a FaithfulEmulator, or a test's subclass of it) served on loopback
+    from a background thread, with a sync client."""
 
-    def __init__(self) -> None:
-        self.emulator = FaithfulEmulator()
+    def __init__(self, emulator: FaithfulEmulator | None = None) -> None:
+        self.emulator = emulator if emulator is not None else FaithfulEmulator()
         for name, (kind, namespaced, status) in RESOURCES.items():
             self.emulator.declare(name, kind, namespaced=namespaced, status=status)
         self.loop = asyncio.new_event_loop()
@@ -399,8 +400,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = ""
 
 
 @contextmanager
-def running_cluster() -> Iterator[Cluster]:
-    cluster = Cluster().start()
+def running_cluster(emulator: FaithfulEmulator | None = None) -> Iterator[Cluster]:
+    cluster = Cluster(emulator).start()
     try:
         yield cluster
     finally:

@@ -68,6 +68,12 @@ TENANT_PREFIX = "k8s."
 tenants other names), and the journal mirror knows the operator's claims by it."""
 POD_LABEL = "dpsched.io/pod"
 """On a claim made for a gated Pod: the Pod's name."""
+KOPF_PREFIX = "dpsched.io"
+"""The prefix of kopf's annotations on our objects (progress, diff-base, touches)."""
+HANDLED = f"{KOPF_PREFIX}/last-handled-configuration"
+"""kopf's diff-base: written once every creation handler of the object has finished."""
+TOUCH = f"{KOPF_PREFIX}/touch-dummy"
+"""The annotation kopf writes to wake its own delayed handlers (and removes after)."""
 
 log = logging.getLogger("dpsched.k8s")
 
@@ -82,6 +88,12 @@ class OperatorConfig:
     admin_token: str
     sync_interval: float = 0.5
     """Seconds between two reads of the journal's tail (statuses lag by about this)."""
+    settle_after: float = 30.0
+    """An object kopf has not finished creating is looked at after this many seconds,
+    and touched if it did not change in the next as many (see `Operator.settle`). Well
+    above a claim's wait in a burst (p99 16 s to a decision for 1,000 claims at once),
+    so touches do not add to a backlog; a stranded object is rare (a race while
+    peering settles) and waits about a minute."""
 
 
 @dataclass
@@ -376,6 +388,44 @@ class Operator:
             path_of(GROUP, VERSION, BLOCKS, None, name), block_status(view)
         )
 
+    # --------------------------------------------------------------- settling
+    async def settle(self, path: str, body: kopf.Body, stopped: kopf.DaemonStopped) -> None:
+        """See that kopf finishes creating the object at `path`. A kopf daemon, on the
+        live `body`, started `settle_after` seconds after kopf first saw the object and
+        only while kopf has not written its diff-base (its record that every creation
+        handler finished); it runs in the active replica only (kopf stops daemons when
+        peering pauses it).
+
+        Two replicas act at once for a moment while peering settles (both start
+        together, or the elected one pauses for a new replica of higher priority), and
+        both add kopf's finalizer to a new object. kopf adds it by a JSON patch tested
+        against the resourceVersion it saw: the later one fails, kopf keeps it for the
+        object's next event, and that cycle applies it (a no-op by then) and runs no
+        handler. If the other replica paused before it saw its own write, no next event
+        comes (kopf re-lists only when it resumes): the object would never be handled.
+        So an object that has not changed for `settle_after` seconds is touched, as
+        kopf touches objects whose handlers wait, and kopf handles it on that event (an
+        extra cycle never does anything twice: the handlers are idempotent)."""
+        seen: str | None = None
+        while not stopped:
+            meta = body.metadata
+            if HANDLED in meta.annotations or meta.deletion_timestamp:
+                return
+            version = meta.get("resourceVersion")
+            if version == seen:
+                where = f"{meta.namespace}/{meta.name}" if meta.namespace else meta.name
+                log.info("touching %s: kopf has not handled it and nothing changed it", where)
+                touch = {TOUCH: dt.datetime.now(dt.UTC).isoformat()}
+                try:  # only the version seen: a newer one is an event kopf handles anyway
+                    await self.kube.merge_patch(
+                        path, {"metadata": {"resourceVersion": version, "annotations": touch}}
+                    )
+                except KubeError as exc:
+                    if exc.status not in (404, 409):
+                        raise
+            seen = version
+            await stopped.wait(self.config.settle_after)
+
     # -------------------------------------------------------------------- pods
     async def claim_for_pod(self, pod: dict[str, Any]) -> str | None:
         """Create the PrivacyClaim a gated Pod asks for, owned by the Pod (once; its name
@@ -583,6 +633,36 @@ class Operator:
             self.withdraw_claim(namespace, name, uid, for_pod=POD_LABEL in (labels or {}))
 
         opted_in = {"dp-mode": "true"}
+
+        def unhandled(body: kopf.Body, **_: Any) -> bool:
+            return HANDLED not in body.metadata.annotations
+
+        # The initial delay: for an object handled by then (nearly all of them) the
+        # daemon is stopped by its filter before it is invoked (no INFO log, no Event).
+        delay = self.config.settle_after
+
+        @on.daemon(GROUP, VERSION, BLOCKS, when=unhandled, initial_delay=delay, registry=registry)
+        @on.daemon(GROUP, VERSION, CLAIMS, when=unhandled, initial_delay=delay, registry=registry)
+        @on.daemon(
+            "",
+            "v1",
+            "pods",
+            annotations=opted_in,
+            when=unhandled,
+            initial_delay=delay,
+            registry=registry,
+        )
+        async def _settle(
+            *,
+            resource: kopf.Resource,
+            namespace: str | None,
+            name: str,
+            body: kopf.Body,
+            stopped: kopf.DaemonStopped,
+            **_: Any,
+        ) -> None:
+            path = path_of(resource.group, resource.version, resource.plural, namespace, name)
+            await self.settle(path, body, stopped)
 
         @on.resume("", "v1", "pods", annotations=opted_in, registry=registry)
         @on.create("", "v1", "pods", annotations=opted_in, registry=registry)

@@ -17,7 +17,7 @@ import kopf
 import uvicorn
 
 from dpsched.k8s.kube import Connection, KubeApi
-from dpsched.k8s.operator import Operator, OperatorConfig
+from dpsched.k8s.operator import KOPF_PREFIX, Operator, OperatorConfig
 from dpsched.k8s.webhook import create_webhook_app
 
 
@@ -49,9 +49,9 @@ def registry_for(operator: Operator, connection: Connection) -> kopf.OperatorReg
     @kopf.on.startup(registry=registry)
     def _settings(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.level = logging.INFO
-        settings.persistence.finalizer = "dpsched.io/finalizer"
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="dpsched.io")
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="dpsched.io")
+        settings.persistence.finalizer = f"{KOPF_PREFIX}/finalizer"
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=KOPF_PREFIX)
 
     return registry
 
