@@ -16,6 +16,7 @@ import numpy as np
 
 from dpsched.core.claims import Claim
 from dpsched.core.fitting import FitHints
+from dpsched.core.ranges import rows_of
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,11 +67,7 @@ class PendingArrays:
 
     def entries_of(self, claims: np.ndarray) -> np.ndarray:
         """Entry indices of the given claims (indices, in order), concatenated."""
-        starts = self.indptr[claims]
-        lengths = self.indptr[claims + 1] - starts
-        offsets = np.cumsum(lengths) - lengths
-        entries: np.ndarray = np.repeat(starts - offsets, lengths) + np.arange(lengths.sum())
-        return entries
+        return rows_of(self.indptr, claims)
 
 
 def _empty(dims: int) -> PendingArrays:

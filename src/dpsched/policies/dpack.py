@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from dpsched.core.admission import TOLERANCE
+from dpsched.core.ranges import rows_of
 from dpsched.policies.knapsack import knapsack_values
 from dpsched.policies.lanes import NO_ORDER, SortedLanes
 from dpsched.policies.packing import PackResult, greedy_pack
@@ -144,7 +145,7 @@ class _Fitting:
         self.alive = np.ones(claims.size, dtype=bool)
         self._alive_count = claims.size
         lengths = problem.indptr[claims + 1] - problem.indptr[claims]
-        self.entries = _entries_of(problem, claims)
+        self.entries = rows_of(problem.indptr, claims)
         self.owner = np.repeat(np.arange(claims.size), lengths)
         self.blocks = problem.entry_block[self.entries]
         self._flat = self.entries * problem.dims
@@ -253,14 +254,6 @@ class _Fitting:
         return fits
 
 
-def _entries_of(problem: Problem, claims: np.ndarray) -> np.ndarray:
-    starts = problem.indptr[claims]
-    lengths = problem.indptr[claims + 1] - starts
-    offsets = np.cumsum(lengths) - lengths
-    entries: np.ndarray = np.repeat(starts - offsets, lengths) + np.arange(int(lengths.sum()))
-    return entries
-
-
 LANES_FROM_ROUND = 2
 """Sorting every lane costs about four per-block knapsack solves, so the first round
 solves knapsacks per block and lanes are built only for a run that goes on (measured:
@@ -320,7 +313,7 @@ class _BestOrders:
         problem = self._problem
         self._candidates[removed] = False
         # A claim reads each of its blocks once: one claim's blocks need no unique().
-        touched: np.ndarray = problem.entry_block[_entries_of(problem, removed)]
+        touched: np.ndarray = problem.entry_block[rows_of(problem.indptr, removed)]
         if removed.size > 1:
             touched = np.unique(touched)
         if self._lanes is None:

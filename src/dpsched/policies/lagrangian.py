@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dpsched.core.admission import TOLERANCE
+from dpsched.core.ranges import concat_ranges
 from dpsched.policies.highs import csr, new_highs, pass_model
 from dpsched.policies.problem import Problem
 
@@ -88,7 +89,7 @@ def build_shape(
     starts, stops = problem.indptr[leader], problem.indptr[leader + 1]
     lengths = stops - starts
     owner = np.repeat(np.arange(leader.size), lengths)
-    entries = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(owner.size)
+    entries = concat_ranges(starts, lengths)
     blocks = problem.entry_block[entries]
     pair = pair_index[blocks]
     fits = (pair >= 0) & fits_alone[entries]

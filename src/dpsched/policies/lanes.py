@@ -31,6 +31,7 @@ import numpy as np
 
 from dpsched.core import PendingArrays, PendingView
 from dpsched.core.admission import TOLERANCE
+from dpsched.core.ranges import concat_ranges, rows_of
 from dpsched.policies.problem import Problem
 
 NO_ORDER = -1
@@ -199,11 +200,7 @@ class SortedLanes(LaneStore):
     def remove(self, claims: np.ndarray) -> None:
         """The claims leave every lane they are in (granted, or dropped as hopeless)."""
         problem = self._problem
-        starts, ends = problem.indptr[claims], problem.indptr[claims + 1]
-        lengths = ends - starts
-        entries = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(
-            int(lengths.sum())
-        )
+        entries = rows_of(problem.indptr, claims)
         blocks = problem.entry_block[entries]
         positions = self._position[entries].ravel()
         lanes = (blocks[:, None] * self._dims + np.arange(self._dims)[None, :]).ravel()
@@ -426,9 +423,8 @@ class PendingLanes(LaneStore):
 
     def _drop_departed(self, view: PendingView, blocks: np.ndarray) -> None:
         """Take the claims that left the index out of these blocks' lanes."""
-        starts, sizes = self._member_start[blocks], self._members[blocks]
-        offsets = np.cumsum(sizes) - sizes
-        members = np.repeat(starts - offsets, sizes) + np.arange(int(sizes.sum()))
+        sizes = self._members[blocks]
+        members = concat_ranges(self._member_start[blocks], sizes)
         member_block = np.repeat(blocks, sizes)
         present = self._member_active[members]
         members, member_block = members[present], member_block[present]
@@ -468,10 +464,7 @@ class StepLanes:
     def remove(self, claims: np.ndarray) -> None:
         """The step's claims (indices into its problem) leave every lane they are in."""
         dims = self._store._dims
-        starts = self._indptr[claims]
-        lengths = self._indptr[claims + 1] - starts
-        offsets = np.cumsum(lengths) - lengths
-        entries = np.repeat(starts - offsets, lengths) + np.arange(int(lengths.sum()))
+        entries = rows_of(self._indptr, claims)
         blocks = self._entry_block[entries]
         lanes = (blocks[:, None] * dims + np.arange(dims)[None, :]).ravel()
         self._store._take_out(self._positions[entries].ravel(), lanes, claims.size == 1)

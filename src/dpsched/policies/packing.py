@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dpsched.core.admission import TOLERANCE, csr_claims_fit
+from dpsched.core.ranges import concat_ranges
 from dpsched.policies.problem import Problem
 
 _FIRST_CHUNK = 32
@@ -40,7 +41,7 @@ def greedy_pack(
     lengths = np.diff(problem.indptr)[order]
     starts = problem.indptr[order]
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    entries = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+    entries = concat_ranges(starts, lengths)
     blocks = problem.entry_block[entries]
     demand = problem.entry_demand[entries]
 
