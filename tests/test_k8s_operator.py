@@ -483,6 +483,17 @@ def peering_priorities(cluster: Cluster) -> list[int]:
     return sorted(int(m["priority"]) for m in (found.get("status") or {}).values())
 
 
+def peering_object(cluster: Cluster) -> None:
+    """The ClusterKopfPeering `dpsched` replicas elect through (as the chart creates it)."""
+    cluster.emulator.declare(
+        "kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", namespaced=False
+    )
+    peering: dict[str, Any] = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering"}
+    cluster.create(
+        "kopf.dev/v1", "clusterkopfpeerings", None, {**peering, "metadata": {"name": "dpsched"}}
+    )
+
+
 def test_replicas_elect_one_operator_and_the_standby_takes_over(
     service: Service, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -493,13 +504,7 @@ def test_replicas_elect_one_operator_and_the_standby_takes_over(
     next test)."""
     caplog.set_level(logging.INFO, logger="kopf")
     with running_cluster() as cluster:
-        cluster.emulator.declare(
-            "kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", namespaced=False
-        )
-        peering: dict[str, Any] = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering"}
-        cluster.create(
-            "kopf.dev/v1", "clusterkopfpeerings", None, {**peering, "metadata": {"name": "dpsched"}}
-        )
+        peering_object(cluster)
         replicas = [
             RunningOperator(service, cluster, ("dpsched", p), token=t)
             for p, t in ((100, "elected"), (10, "standby"))
@@ -583,13 +588,7 @@ def test_a_claim_two_replicas_race_for_is_never_stranded(
         held.arrived[token] = threading.Event()
         held.release[token] = threading.Event()
     with running_cluster(held) as cluster:
-        cluster.emulator.declare(
-            "kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", namespaced=False
-        )
-        peering: dict[str, Any] = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering"}
-        cluster.create(
-            "kopf.dev/v1", "clusterkopfpeerings", None, {**peering, "metadata": {"name": "dpsched"}}
-        )
+        peering_object(cluster)
         replicas = [
             RunningOperator(service, cluster, ("dpsched", p), token=t, settle_after=1.0)
             for p, t in ((10, "low"), (100, "high"))
