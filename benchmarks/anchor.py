@@ -1,10 +1,12 @@
 """dpsched side by side with the DPack artifact (columbia/dpack), in one run.
 
 This machine's speed drifts up to 3x from one day to the next, so speed is judged by
-ratios measured back to back: `../shared/anchor/` runs the artifact's own schedulers on
-the same inputs. This script builds those inputs, prints dpsched's own numbers always,
-and, when the artifact is set up (`bash ../shared/anchor/setup.sh GIT_DIR`), runs the
-anchor's `compare.sh` (offline) and `online.sh` (online) and prints their tables.
+ratios measured back to back: the anchor scripts (`../shared/anchor/` beside the clone,
+not part of the repository) run the artifact's own schedulers on the same inputs. This
+script builds those inputs, prints dpsched's own numbers always, and, when the artifact
+is set up (`bash ../shared/anchor/setup.sh GIT_DIR`, GIT_DIR a clone of
+github.com/columbia/dpack holding commit 706b990), runs the anchor's `compare.sh`
+(offline) and `online.sh` (online) and prints their tables.
 
     python benchmarks/anchor.py                 # everything
     python benchmarks/anchor.py --quick         # offline mixed n=1,000 and 2,000 tasks only
@@ -12,7 +14,7 @@ anchor's `compare.sh` (offline) and `online.sh` (online) and prints their tables
 
 Inputs: the offline "mixed" microbenchmark (n = 1,000 claims on 10 blocks of (10, 1e-7),
 seed 0, explicit RDP curves on the artifact's 12 orders, everything arriving at 0) and
-the artifact's own Alibaba-DP task CSV (`../shared/references/dpack-artifact/`), with a
+the artifact's own 2,000-task Alibaba-DP CSV (`configs/data/alibaba-dp-2000.csv`), with a
 10,000-task CSV drawn from it (rows sampled with replacement, seed 0).
 """
 
@@ -38,9 +40,8 @@ from dpsched.sim.simulator import Simulator
 from dpsched.sim.workloads import mixed
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-ANCHOR = SHARED / "anchor"
-ARTIFACT_CSV = SHARED / "references" / "dpack-artifact" / "alibaba-dp-2000.csv"
+ANCHOR = ROOT.parent / "shared" / "anchor"
+ARTIFACT_CSV = ROOT / "configs" / "data" / "alibaba-dp-2000.csv"
 ANCHOR_PYTHON = (
     Path(os.environ.get("ANCHOR_HOME", Path.home() / ".cache" / "dpsched-anchor"))
     / "venv"

@@ -11,7 +11,7 @@ Cases:
   n_blocks as the workload's tasks do online (so every task reads the last block).
 - recent-heavy-tail: benchmarks/run.py's 60,000 x 90 case.
 - artifact-csv: the anchor's loading case (benchmarks/anchor.py: 60,000 claims x 90
-  blocks, curves from the DPack artifact's CSV), when ../shared has that CSV.
+  blocks, curves from the DPack artifact's CSV in configs/data/).
 
 Times are the policy's own (`runtime_s`: problem building and loading excluded).
 """
@@ -71,19 +71,17 @@ def heavy_tail() -> Instance:
     return parse_instance(data)
 
 
-def artifact_csv() -> Instance | None:
+def artifact_csv() -> Instance:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from anchor import ARTIFACT_CSV, large_instance  # noqa: PLC0415 (benchmarks/ on the path)
+    from anchor import large_instance  # noqa: PLC0415 (benchmarks/ on the path)
 
-    if not ARTIFACT_CSV.exists():
-        return None
     with tempfile.TemporaryDirectory() as work:
         path = Path(work) / "large.json"
         large_instance(path)
         return load_instance(path)
 
 
-CASES: dict[str, Callable[[], Instance | None]] = {
+CASES: dict[str, Callable[[], Instance]] = {
     "mixed n=1,000 x 10": mixed_1000,
     "alibaba-synthetic 60,000 x 90": alibaba_synthetic,
     "recent-heavy-tail 60,000 x 90": heavy_tail,
@@ -119,9 +117,7 @@ def main() -> int:
     for name, build in CASES.items():
         if args.quick and not name.startswith("mixed"):
             continue
-        instance = build()
-        if instance is not None:
-            table.add_row(*row(name, instance, args.time_limit))
+        table.add_row(*row(name, build(), args.time_limit))
     Console(width=150).print(table)
     return 0
 
