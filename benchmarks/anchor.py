@@ -1,18 +1,21 @@
 """dpsched side by side with the DPack artifact (columbia/dpack), in one run.
 
 This machine's speed drifts up to 3x from one day to the next, so speed is judged by
-ratios measured back to back: `../shared/anchor/` runs the artifact's own schedulers on
-the same inputs. This script builds those inputs, prints dpsched's own numbers always,
-and, when the artifact is set up (`bash ../shared/anchor/setup.sh GIT_DIR`), runs the
-anchor's `compare.sh` (offline) and `online.sh` (online) and prints their tables.
+ratios measured back to back: the anchor scripts (`../shared/anchor/` beside the clone,
+not part of the repository) run the artifact's own schedulers on the same inputs. This
+script builds those inputs, prints dpsched's own numbers always, and, when the artifact
+is set up (`bash ../shared/anchor/setup.sh GIT_DIR`, GIT_DIR a clone of
+github.com/columbia/dpack holding commit 706b990), runs the anchor's `compare.sh`
+(offline) and `online.sh` (online) and prints their tables.
 
     python benchmarks/anchor.py                 # everything
     python benchmarks/anchor.py --quick         # offline mixed n=1,000 and 2,000 tasks only
+    python benchmarks/anchor.py --smoke         # dpsched's side on small inputs, seconds
     python benchmarks/anchor.py instance OUT    # just write the offline instance
 
 Inputs: the offline "mixed" microbenchmark (n = 1,000 claims on 10 blocks of (10, 1e-7),
 seed 0, explicit RDP curves on the artifact's 12 orders, everything arriving at 0) and
-the artifact's own Alibaba-DP task CSV (`../shared/references/dpack-artifact/`), with a
+the artifact's own 2,000-task Alibaba-DP CSV (`configs/data/alibaba-dp-2000.csv`), with a
 10,000-task CSV drawn from it (rows sampled with replacement, seed 0).
 """
 
@@ -27,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +42,8 @@ from dpsched.sim.simulator import Simulator
 from dpsched.sim.workloads import mixed
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-ANCHOR = SHARED / "anchor"
-ARTIFACT_CSV = SHARED / "references" / "dpack-artifact" / "alibaba-dp-2000.csv"
+ANCHOR = ROOT.parent / "shared" / "anchor"
+ARTIFACT_CSV = ROOT / "configs" / "data" / "alibaba-dp-2000.csv"
 ANCHOR_PYTHON = (
     Path(os.environ.get("ANCHOR_HOME", Path.home() / ".cache" / "dpsched-anchor"))
     / "venv"
@@ -119,8 +122,30 @@ def load_seconds(path: Path) -> float:
     return float(done.stdout)
 
 
-def online_config(path: Path, total: int, policy: str) -> dict[str, Any]:
-    """The anchor's online.sh configuration, as a dict."""
+@dataclass(frozen=True)
+class Sizes:
+    """How much of each case one run does."""
+
+    mixed: int
+    """Claims of the offline mixed instance."""
+    repeats: int
+    """Offline runs per policy (the best time is kept)."""
+    csv_rows: int | None
+    """Rows of the artifact's CSV replayed online (None: all 2,000)."""
+    sampled: bool
+    """Also replay the 10,000-task CSV drawn from it."""
+    large: int
+    """Claims of the loading case."""
+
+
+FULL = Sizes(mixed=1000, repeats=3, csv_rows=None, sampled=True, large=60_000)
+QUICK = Sizes(mixed=1000, repeats=3, csv_rows=None, sampled=False, large=60_000)
+SMOKE = Sizes(mixed=200, repeats=1, csv_rows=300, sampled=False, large=5_000)
+"""Every code path of dpsched's side in a few seconds; never the artifact's (minutes)."""
+
+
+def online_config(path: Path, total: int, policy: str, rows: int | None = None) -> dict[str, Any]:
+    """The anchor's online.sh configuration, as a dict (`rows`: the CSV's first rows only)."""
     scheduler: dict[str, Any] = {
         "policy": policy,
         "mode": "batch",
@@ -129,35 +154,40 @@ def online_config(path: Path, total: int, policy: str) -> dict[str, Any]:
     }
     if policy == "dpack":
         scheduler["options"] = {"recompute_every": 50}
+    workload: dict[str, Any] = {"name": "alibaba", "path": str(path)}
+    if rows is not None:
+        workload["n_tasks"] = rows
     return {
         "seed": 0,
         "accounting": "rdp",
         "blocks": {"initial": 100, "total": total, "epsilon": 10, "delta": 1e-7},
-        "workload": {"name": "alibaba", "path": str(path)},
+        "workload": workload,
         "scheduler": scheduler,
     }
 
 
-def own_numbers(work: Path, quick: bool) -> list[dict[str, Any]]:
+def own_numbers(work: Path, sizes: Sizes) -> list[dict[str, Any]]:
     """dpsched alone: offline policy times and online scheduler CPU times."""
     rows: list[dict[str, Any]] = []
-    instance = parse_instance(json.loads((work / "mixed-1000.json").read_text()))
+    label = f"mixed-{sizes.mixed}"
+    instance = parse_instance(json.loads((work / f"{label}.json").read_text()))
     for policy, options in (("dpack", {"recompute_every": 1}), ("dpf", {}), ("fcfs", {})):
         best = float("inf")
-        for _ in range(3):
+        for _ in range(sizes.repeats):
             _, report = run_policy(instance, policy, options, explain=0)
             best = min(best, report["runtime_s"])
-        rows.append({"case": "mixed-1000", "policy": policy, "n": report["n_allocated"], "s": best})
-    cases = [(ARTIFACT_CSV, 110, "alibaba-dp-2000/110")]
-    if not quick:
+        rows.append({"case": label, "policy": policy, "n": report["n_allocated"], "s": best})
+    csv_label = "alibaba-dp-2000" if sizes.csv_rows is None else f"alibaba-dp-{sizes.csv_rows}"
+    cases = [(ARTIFACT_CSV, 110, f"{csv_label}/110")]
+    if sizes.sampled:
         cases.append((work / "alibaba-dp-10000.csv", 130, "alibaba-dp-10000/130"))
-    for path, total, label in cases:
+    for path, total, case in cases:
         for policy in ("dpack", "dpf", "fcfs"):
-            result = Simulator(parse_config(online_config(path, total, policy))).run()
-            summary = result.summary
+            config = online_config(path, total, policy, sizes.csv_rows)
+            summary = Simulator(parse_config(config)).run().summary
             rows.append(
                 {
-                    "case": label,
+                    "case": case,
                     "policy": policy,
                     "n": summary["n_allocated"],
                     "s": summary["scheduler_time_s"],
@@ -183,35 +213,55 @@ def anchor_tables(work: Path, quick: bool) -> None:
             print(f"{command[1]} failed ({done.returncode}): {done.stderr.strip()}", flush=True)
 
 
+def side_by_side(work: Path, quick: bool, smoke: bool) -> None:
+    """The artifact's tables when it is set up; otherwise how to set it up (its absence is
+    never an error: dpsched's numbers above stand alone)."""
+    if not (ANCHOR_PYTHON.exists() and ANCHOR.exists()):
+        print(
+            f"\nno DPack artifact set up (looked for the anchor scripts in {ANCHOR} and the"
+            f" artifact's venv at {ANCHOR_PYTHON}): for the side-by-side ratios, put the anchor"
+            " scripts in ../shared/anchor beside the clone, clone github.com/columbia/dpack"
+            " (commit 706b990) and run `bash ../shared/anchor/setup.sh GIT_DIR`"
+        )
+    elif smoke:
+        print(f"\nDPack artifact set up at {ANCHOR_PYTHON}: side by side skipped in smoke mode")
+    else:
+        print("\nside by side with the DPack artifact (ratio = artifact time / dpsched time)")
+        anchor_tables(work, quick)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", nargs="?", choices=["all", "instance"], default="all")
     parser.add_argument("out", nargs="?", help="with `instance`: the JSON file to write")
     parser.add_argument("--quick", action="store_true", help="skip the 10,000-task case")
+    parser.add_argument(
+        "--smoke", action="store_true", help="dpsched's side on small inputs only (seconds)"
+    )
     args = parser.parse_args()
     if args.what == "instance":
         Path(args.out or "mixed-1000.json").write_text(json.dumps(mixed_instance()))
         return
+    sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        (work / "mixed-1000.json").write_text(json.dumps(mixed_instance()))
-        if not args.quick:
+        (work / f"mixed-{sizes.mixed}.json").write_text(json.dumps(mixed_instance(sizes.mixed)))
+        if sizes.sampled:
             sampled_csv(ARTIFACT_CSV, 10_000, work / "alibaba-dp-10000.csv")
         start = time.perf_counter()
-        rows = own_numbers(work, args.quick)
+        rows = own_numbers(work, sizes)
         print(f"dpsched alone ({time.perf_counter() - start:.1f} s)")
         print(f"{'case':<22} {'policy':<6} {'allocated':>9} {'scheduler_s':>11}")
         for row in rows:
             print(f"{row['case']:<22} {row['policy']:<6} {row['n']:>9} {row['s']:>11.4f}")
-        large_instance(work / "large.json")
+        large_instance(work / "large.json", sizes.large)
         size = (work / "large.json").stat().st_size / 1e6
         seconds = load_seconds(work / "large.json")
-        print(f"load 60,000 claims x 90 blocks ({size:.0f} MB JSON): {seconds:.2f} s (target 3 s)")
-        if ANCHOR_PYTHON.exists() and ANCHOR.exists():
-            print("\nside by side with the DPack artifact (ratio = artifact time / dpsched time)")
-            anchor_tables(work, args.quick)
-        else:
-            print(f"\n(no artifact at {ANCHOR_PYTHON}: run ../shared/anchor/setup.sh for ratios)")
+        print(
+            f"load {sizes.large:,} claims x 90 blocks ({size:.0f} MB JSON): {seconds:.2f} s"
+            f" (target 3 s at 60,000)"
+        )
+        side_by_side(work, args.quick, args.smoke)
 
 
 if __name__ == "__main__":

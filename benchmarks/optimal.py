@@ -3,6 +3,7 @@
     python benchmarks/optimal.py                  # every case, 60 s limits
     python benchmarks/optimal.py --quick          # mixed n = 1,000 only
     python benchmarks/optimal.py --time-limit 30
+    python benchmarks/optimal.py --smoke          # every case, small, 1 s limits
 
 Cases:
 - mixed n = 1,000 on 10 blocks (seed 0, every block at t = 0). Target: within 60 s,
@@ -11,7 +12,7 @@ Cases:
   n_blocks as the workload's tasks do online (so every task reads the last block).
 - recent-heavy-tail: benchmarks/run.py's 60,000 x 90 case.
 - artifact-csv: the anchor's loading case (benchmarks/anchor.py: 60,000 claims x 90
-  blocks, curves from the DPack artifact's CSV), when ../shared has that CSV.
+  blocks, curves from the DPack artifact's CSV in configs/data/).
 
 Times are the policy's own (`runtime_s`: problem building and loading excluded).
 """
@@ -34,17 +35,18 @@ from dpsched.sim.workloads.registry import generate_tasks
 
 BLOCKS = 90
 DELTA = 1e-7
+SMOKE_TIME_LIMIT = 1.0
 
 
-def mixed_1000() -> Instance:
-    data = mixed(1000, 10, seed=0).to_instance_dict()
+def mixed_offline(n: int) -> Instance:
+    data = mixed(n, 10, seed=0).to_instance_dict()
     for block in data["blocks"]:
         block.pop("arrival", None)
     return parse_instance(data)
 
 
-def alibaba_synthetic() -> Instance:
-    tasks = generate_tasks("alibaba-synthetic", n_tasks=60_000, seed=0, params={}, n_blocks=BLOCKS)
+def alibaba_synthetic(n: int) -> Instance:
+    tasks = generate_tasks("alibaba-synthetic", n_tasks=n, seed=0, params={}, n_blocks=BLOCKS)
     alphas = DEFAULT_ALPHAS
     return parse_instance(
         {
@@ -64,31 +66,30 @@ def alibaba_synthetic() -> Instance:
     )
 
 
-def heavy_tail() -> Instance:
-    data = recent_heavy_tail(60_000, BLOCKS, seed=0).to_instance_dict()
+def heavy_tail(n: int) -> Instance:
+    data = recent_heavy_tail(n, BLOCKS, seed=0).to_instance_dict()
     for block in data["blocks"]:
         block.pop("arrival", None)
     return parse_instance(data)
 
 
-def artifact_csv() -> Instance | None:
+def artifact_csv(n: int) -> Instance:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from anchor import ARTIFACT_CSV, large_instance  # noqa: PLC0415 (benchmarks/ on the path)
+    from anchor import large_instance  # noqa: PLC0415 (benchmarks/ on the path)
 
-    if not ARTIFACT_CSV.exists():
-        return None
     with tempfile.TemporaryDirectory() as work:
         path = Path(work) / "large.json"
-        large_instance(path)
+        large_instance(path, n)
         return load_instance(path)
 
 
-CASES: dict[str, Callable[[], Instance | None]] = {
-    "mixed n=1,000 x 10": mixed_1000,
-    "alibaba-synthetic 60,000 x 90": alibaba_synthetic,
-    "recent-heavy-tail 60,000 x 90": heavy_tail,
-    "artifact-csv 60,000 x 90": artifact_csv,
+CASES: dict[str, tuple[Callable[[int], Instance], int, int]] = {
+    "mixed n={n:,} x 10": (mixed_offline, 1000, 200),
+    "alibaba-synthetic {n:,} x 90": (alibaba_synthetic, 60_000, 2000),
+    "recent-heavy-tail {n:,} x 90": (heavy_tail, 60_000, 2000),
+    "artifact-csv {n:,} x 90": (artifact_csv, 60_000, 1000),
 }
+"""Name (with its size), builder, full size, smoke size."""
 
 
 def row(name: str, instance: Instance, time_limit: float) -> list[str]:
@@ -110,18 +111,23 @@ def row(name: str, instance: Instance, time_limit: float) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="mixed n = 1,000 only")
-    parser.add_argument("--time-limit", type=float, default=60.0, help="seconds (default 60)")
+    parser.add_argument(
+        "--smoke", action="store_true", help=f"every case, small, {SMOKE_TIME_LIMIT:g} s limits"
+    )
+    parser.add_argument("--time-limit", type=float, default=None, help="seconds (default 60)")
     args = parser.parse_args()
-    table = Table(title=f"optimal vs dpack, {args.time_limit:g} s limit")
+    time_limit = args.time_limit
+    if time_limit is None:
+        time_limit = SMOKE_TIME_LIMIT if args.smoke else 60.0
+    table = Table(title=f"optimal vs dpack, {time_limit:g} s limit")
     headers = ("case", "dpack", "optimal", "status", "gap", "bound", "optimal (s)")
     for header in headers:
         table.add_column(header, justify="left" if header in ("case", "status") else "right")
-    for name, build in CASES.items():
+    for name, (build, full, small) in CASES.items():
         if args.quick and not name.startswith("mixed"):
             continue
-        instance = build()
-        if instance is not None:
-            table.add_row(*row(name, instance, args.time_limit))
+        n = small if args.smoke else full
+        table.add_row(*row(name.format(n=n), build(n), time_limit))
     Console(width=150).print(table)
     return 0
 

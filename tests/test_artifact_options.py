@@ -22,7 +22,7 @@ from dpsched.sim.workloads.alibaba import COLUMNS, read_alibaba_csv
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACT_CONFIG = REPO / "configs" / "artifact-alibaba.yaml"
-ARTIFACT_CSV = REPO.parent / "shared" / "references" / "dpack-artifact" / "alibaba-dp-2000.csv"
+ARTIFACT_CSV = REPO / "configs" / "data" / "alibaba-dp-2000.csv"
 # The artifact's own simulator run to its end on ARTIFACT_CSV with 110 blocks
 # (../shared/anchor/online.py CSV 110 --drain, columbia/dpack @ 706b990, 2026-11-26).
 ARTIFACT_DRAINED = {"dpack": 1060, "dpf": 900, "fcfs": 514}
@@ -205,9 +205,7 @@ def test_artifact_options_on_a_small_csv_match_a_hand_computation(tmp_path: Path
 
 @pytest.mark.parametrize("policy", sorted(ARTIFACT_DRAINED))
 def test_artifact_config_is_within_one_percent_of_the_artifact(policy: str) -> None:
-    assert ARTIFACT_CSV.is_file(), (
-        f"{ARTIFACT_CSV} is missing: the DPack artifact's CSV must be in ../shared beside the repo"
-    )
+    assert ARTIFACT_CSV.is_file(), f"{ARTIFACT_CSV} is missing: it belongs to the repository"
     options = {"recompute_every": 50} if policy == "dpack" else {}
     config = load_config(
         ARTIFACT_CONFIG, {"scheduler.policy": policy, "scheduler.options": options}

@@ -32,9 +32,7 @@ from dpsched.sim.workloads.registry import GENERATORS, generate_tasks
 from dpsched.sim.workloads.sampling import normalized, normalizing_capacity
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-ARTIFACT_CSV = (
-    Path(__file__).resolve().parents[2] / "shared/references/dpack-artifact/alibaba-dp-2000.csv"
-)
+ARTIFACT_CSV = CONFIGS / "data" / "alibaba-dp-2000.csv"
 
 
 def _fingerprint(name: str, seed: int, params: dict[str, object] | None = None) -> list[object]:
@@ -195,8 +193,7 @@ ARTIFACT_CSV_MARGINALS = Marginals(
     gap_mean_median=(0.984, 0.672),
 )
 """Marginals of the DPack artifact's 2,000-task Alibaba-DP CSV
-(../shared/references/dpack-artifact/alibaba-dp-2000.csv), computed once from it; a
-test below recomputes them when that file is there."""
+(configs/data/alibaba-dp-2000.csv), computed once from it; a test below recomputes them."""
 
 
 def _marginals(tasks: list[Task], epsilons: np.ndarray) -> Marginals:
@@ -247,7 +244,7 @@ def test_alibaba_synthetic_marginals_match_the_artifact_csv() -> None:
 
 
 def test_artifact_csv_marginals_are_the_recorded_ones() -> None:
-    """The recorded marginals are the artifact CSV's (CI has ../shared beside the clone:
+    """The recorded marginals are the artifact CSV's (the file is in the repository:
     without it this fails, it never skips)."""
     assert ARTIFACT_CSV.is_file(), f"the DPack artifact's CSV is missing: {ARTIFACT_CSV}"
     tasks = read_alibaba_csv(ARTIFACT_CSV)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,16 +11,19 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from matplotlib.figure import Figure
 
 from dpsched.core import ClaimState
 from dpsched.policies import POLICIES, problem_from_ledger, schedule_step
 from dpsched.sim.config import load_config, parse_config
+from dpsched.sim.plotting import line_figure, read_table
 from dpsched.sim.reproduce import (
     FIGURES,
     _gain_grows,
     _ordered,
     _ratio_at_least,
     _ratio_at_most,
+    figure_plots,
     reproduce,
 )
 from dpsched.sim.results import SimResult
@@ -27,6 +31,7 @@ from dpsched.sim.simulator import Simulator
 from dpsched.sim.sweep import expand_grid, run_cells
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+FIGURES_DIR = Path(__file__).resolve().parents[1] / "docs" / "figures"
 MIXED = {
     "blocks": {"initial": 4, "total": 10},
     "workload": {"name": "mixed", "n_tasks": 120, "params": {"many_blocks": 3}},
@@ -292,6 +297,45 @@ def test_reproduce_a_figure_quickly(tmp_path: Path) -> None:
         "privatekube-10",
         "privatekube-12",
     }
+
+
+def _labels(figure: Figure) -> list[str]:
+    (axes,) = figure.axes
+    legend = axes.get_legend()
+    assert legend is not None
+    return [axes.get_xlabel(), axes.get_ylabel(), legend.get_title().get_text()]
+
+
+def _assert_human(label: str) -> None:
+    """Words, not a table's column: no config key (`workload.n_tasks`), no metric name
+    (`n_allocated`)."""
+    assert label and "_" not in label and not re.search(r"\w\.\w", label), label
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_committed_figures_redraw_from_their_csv_with_human_labels(name: str) -> None:
+    spec = FIGURES[name]
+    plots = figure_plots(spec, read_table(FIGURES_DIR / f"{name}.csv"))
+    assert all((FIGURES_DIR / file).is_file() for file in plots)  # the committed PNGs
+    assert len(plots) == len(spec.metrics)
+    for figure in plots.values():
+        xlabel, ylabel, legend = _labels(figure)
+        assert legend in ("policy", "accounting", "DP semantics")
+        for label in (xlabel, ylabel):
+            _assert_human(label)
+
+
+def test_plot_labels_swept_keys_and_metrics_for_humans() -> None:
+    """`dpsched plot` on a sweep table: the axes say what the columns mean, with units."""
+    rows = [
+        {"workload.n_tasks": n, "policy": p, "n_allocated": n // k, "scheduler_time_s": 0.1}
+        for n in (100, 200)
+        for p, k in (("dpf", 3), ("dpack", 2))
+    ]
+    figure = line_figure(rows, x="workload.n_tasks", y="n_allocated", hue="policy")
+    assert _labels(figure) == ["submitted tasks", "allocated tasks", "policy"]
+    figure = line_figure(rows, x="workload.n_tasks", y="scheduler_time_s", hue="policy")
+    assert _labels(figure)[1] == "scheduler time (s)"
 
 
 def test_figure_checks_state_the_papers_claims() -> None:

@@ -1,10 +1,10 @@
 """A certified upper bound for the privacy knapsack that scales to 60,000 claims, and a
 greedy start priced by it (used by `optimal`).
 
-HiGHS cannot finish the root relaxation of either MILP formulation in a minute beyond a
-few thousand claims (measured 2026-11-26: 60,000 claims x 90 blocks, no bound after 60
-s; 5,000 x 30 blocks, the trivial bound), so its gap says nothing there. This module
-bounds the optimum without a MILP, by Lagrangian decomposition per block.
+Beyond a few thousand claims HiGHS does not finish the root relaxation of either MILP
+formulation within a practical time limit (the measurements are in the benchmarks'
+tables, `benchmarks/optimal.py`), so its gap says nothing there. This module bounds the
+optimum without a MILP, by Lagrangian decomposition per block.
 
 Copy each group's count z_g onto every contended block it reads (one copy per entry
 e = (group, block)) and relax "the copies are equal" with a multiplier mu_e per entry.
@@ -19,14 +19,14 @@ the gap to be certified; good mu make it tight. At the best mu, L equals the LP 
 the disjunctive (convex-hull) formulation in `optimal`, without its column per (entry,
 order).
 
-Good multipliers, cheaply (measured on the cases above, see README "An optimum you can
-trust"): the dual prices pi_j of the LP with each block's order fixed (mu_e = pi_j x
-the entry's demand at that order; one row per block, one column per group) are close to
-optimal when the orders are the incumbent's, and a subgradient method starting there
-gained nothing in 150 steps on 60,000 claims; putting each group's whole weight on its
-most loaded block is the better start where one block is read by every claim (the
-alibaba-synthetic "most recent blocks" case). The prices also order a greedy start
-(weight / priced demand), which finds what dpack's fixed efficiency misses there.
+Good multipliers, cheaply: the dual prices pi_j of the LP with each block's order fixed
+(mu_e = pi_j x the entry's demand at that order; one row per block, one column per
+group) are close to optimal when the orders are the incumbent's, which is why no
+subgradient method refines them (measured to gain nothing from there; see the
+benchmarks' tables); putting each group's whole weight on its most loaded block is the
+better start where one block is read by every claim (the alibaba-synthetic "most recent
+blocks" case). The prices also order a greedy start (weight / priced demand), which
+finds what dpack's fixed efficiency misses there.
 """
 
 from __future__ import annotations

@@ -1,12 +1,15 @@
 """PNG plots of results: metric vs a swept key (one line per hue), and delay CDFs.
 
-Uses matplotlib's object API (no pyplot), so plotting never needs a display.
+Uses matplotlib's object API (no pyplot), so plotting never needs a display. Tables
+name their columns by config key and summary metric (`workload.n_tasks`,
+`n_allocated`); axes say what those are, with units (`AXIS_LABELS`).
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import textwrap
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -44,6 +47,46 @@ def _check_columns(rows: Sequence[Mapping[str, Any]], *names: str) -> None:
             raise InputError(name, f"no such column; the table has {', '.join(rows[0])}")
 
 
+AXIS_LABELS: dict[str, str] = {
+    # config keys (what sweeps and figures vary)
+    "workload.n_tasks": "submitted tasks",
+    "blocks.total": "blocks",
+    "blocks.initial": "blocks present at the start",
+    "scheduler.period": "batch period T (time units)",
+    "scheduler.unlocking.n": "N (a block unlocks in N steps)",
+    "scheduler.unlocking.lifetime": "data lifetime (time units)",
+    "scheduler.timeout": "claim timeout (time units)",
+    "workload.params.sigma_blocks": "std. dev. of blocks per task",
+    "workload.params.sigma_alpha": "std. dev. of best alpha (orders)",
+    "policy": "policy",
+    "scheduler.policy": "policy",
+    "accounting": "accounting",
+    "semantics.kind": "DP semantics",
+    # run summary metrics and claims.csv columns
+    "n_submitted": "submitted tasks",
+    "n_allocated": "allocated tasks",
+    "total_weight": "total weight of allocated tasks",
+    "scheduler_time_s": "scheduler time (s)",
+    "wall_time_s": "wall time (s)",
+    "mean_delay": "mean scheduling delay (time units)",
+    "median_delay": "median scheduling delay (time units)",
+    "p90_delay": "90th percentile scheduling delay (time units)",
+    "max_delay": "longest scheduling delay (time units)",
+    "delay": "scheduling delay (time units)",
+    "n_rejected": "rejected tasks",
+    "n_expired": "expired tasks",
+    "n_pending_at_end": "tasks still pending at the end",
+    "fair_share_of_allocated": "fair-share tasks among the allocated (fraction)",
+}
+"""Human axis labels, with units, for the columns plots are usually drawn from."""
+
+
+def axis_label(column: str) -> str:
+    """What an axis or legend drawn from `column` should say (the column itself when
+    it has no label: any table column can be plotted)."""
+    return AXIS_LABELS.get(column, column)
+
+
 SUMMARY_START = "policy"
 """First column of a run summary: in a sweep table, the swept keys come before it."""
 
@@ -77,9 +120,24 @@ def line_plot(
     out: str | Path,
     title: str | None = None,
     log_x: bool = False,
-    xlabel: str | None = None,
 ) -> Path:
-    """Mean of `y` per (hue, x) with a min-max band over repeats (e.g. seeds)."""
+    """`line_figure`, written to `out` as PNG."""
+    return save(line_figure(rows, x=x, y=y, hue=hue, title=title, log_x=log_x), out)
+
+
+def line_figure(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    x: str,
+    y: str,
+    hue: str,
+    title: str | None = None,
+    log_x: bool = False,
+    xlabel: str | None = None,
+    legend: str | None = None,
+) -> Figure:
+    """Mean of `y` per (hue, x) with a min-max band over repeats (e.g. seeds). Axes and
+    legend are labelled by `axis_label` unless `xlabel` / `legend` say otherwise."""
     _check_columns(rows, x, y, hue)
     groups: dict[Any, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
@@ -102,17 +160,20 @@ def line_plot(
             axes.fill_between(xs, lows, highs, alpha=0.2)
     if log_x:
         axes.set_xscale("log")
-    axes.set_xlabel(xlabel or x)
-    axes.set_ylabel(y)
-    axes.set_title(title or f"{y} vs {x}", fontsize=9)
+    xlabel = xlabel or axis_label(x)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(axis_label(y))
+    # Wrapped: a figure's title names its setting and can be wider than the plot.
+    axes.set_title(textwrap.fill(title or f"{axis_label(y)} vs {xlabel}", 80), fontsize=9)
     axes.grid(alpha=0.3)
-    axes.legend(title=hue)
-    return _save(figure, out)
+    axes.legend(title=legend or axis_label(hue))
+    return figure
 
 
 def cdf_plot(
     series: Mapping[str, Sequence[float]], *, out: str | Path, xlabel: str, title: str
 ) -> Path:
+    """One step curve per series; `xlabel` is a label, or a column `axis_label` knows."""
     figure = Figure(figsize=(6.4, 4.2), layout="constrained")
     axes = figure.add_subplot()
     for label, values in series.items():
@@ -120,19 +181,19 @@ def cdf_plot(
         if data.size == 0:
             continue
         axes.step(data, np.arange(1, data.size + 1) / data.size, where="post", label=label)
-    axes.set_xlabel(xlabel)
+    axes.set_xlabel(axis_label(xlabel))
     axes.set_ylabel("fraction of allocated claims")
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend()
-    return _save(figure, out)
+    return save(figure, out)
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
     return (0, value) if isinstance(value, int | float) else (1, str(value))
 
 
-def _save(figure: Figure, out: str | Path) -> Path:
+def save(figure: Figure, out: str | Path) -> Path:
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from dpsched.errors import InputError
-from dpsched.sim.plotting import line_plot
+from dpsched.sim.plotting import axis_label, line_figure, save
 from dpsched.sim.results import write_csv
 from dpsched.sim.sweep import Row, run_cells
 
@@ -54,6 +55,8 @@ class FigureSpec:
     quick_overrides: Mapping[str, Any] = field(default_factory=dict)
     checks: Sequence[Check] = ()
     log_x: bool = False
+    legend: str = "policy"
+    """What the series are (the legend's title)."""
 
 
 def _ordered(*names: str, strict: bool = False) -> Check:
@@ -417,6 +420,7 @@ FIGURES: dict[str, FigureSpec] = {
                 "workload.n_tasks": 10240,
             },
             checks=(_ratio_at_least("rdp", "basic", 2.0),),
+            legend="accounting",
         ),
         FigureSpec(
             "privatekube-12",
@@ -446,6 +450,7 @@ FIGURES: dict[str, FigureSpec] = {
                 Series("user", {"semantics.kind": "user"}),
             ),
             checks=(_ordered("event", "user_time", "user"),),
+            legend="DP semantics",
         ),
     )
 }
@@ -498,25 +503,30 @@ def reproduce(
     directory.mkdir(parents=True, exist_ok=True)
     table = directory / f"{name}.csv"
     write_csv(table, rows)
-    files = [table]
-    means: dict[str, dict[str, dict[Any, float]]] = {}
-    for metric in spec.metrics:
-        means[metric] = _means(rows, metric)
-        suffix = "" if len(spec.metrics) == 1 else f"-{metric}"
-        files.append(
-            line_plot(
-                rows,
-                x="x",
-                y=metric,
-                hue="series",
-                out=directory / f"{name}{suffix}.png",
-                title=f"{spec.source}: {spec.title}",
-                log_x=spec.log_x,
-                xlabel=spec.x,
-            )
-        )
+    files = [table, *(save(plot, directory / f) for f, plot in figure_plots(spec, rows).items())]
+    means = {metric: _means(rows, metric) for metric in spec.metrics}
     checks = [(c.claim, c.holds(means[spec.metrics[0]])) for c in spec.checks]
     return FigureResult(spec, rows, means, checks, files)
+
+
+def figure_plots(spec: FigureSpec, rows: Sequence[Mapping[str, Any]]) -> dict[str, Figure]:
+    """The figure's plots by file name, one per metric, from its table's rows: those of a
+    run, or its CSV read back (`plotting.read_table`), which redraws a figure without
+    running it again."""
+    plots = {}
+    for metric in spec.metrics:
+        suffix = "" if len(spec.metrics) == 1 else f"-{metric}"
+        plots[f"{spec.name}{suffix}.png"] = line_figure(
+            rows,
+            x="x",
+            y=metric,
+            hue="series",
+            title=f"{spec.source}: {spec.title}",
+            log_x=spec.log_x,
+            xlabel=axis_label(spec.x),
+            legend=spec.legend,
+        )
+    return plots
 
 
 def _means(rows: Sequence[Row], metric: str) -> dict[str, dict[Any, float]]:

@@ -29,6 +29,7 @@ import simpy
 from dpsched.core import (
     BlockSpec,
     ClaimSpec,
+    ClaimState,
     Condition,
     DatasetSelector,
     ExplicitSelector,
@@ -36,13 +37,14 @@ from dpsched.core import (
     Lifetime,
     PerStep,
     RecentSelector,
+    rows_fit,
 )
 from dpsched.core.admission import TOLERANCE
 from dpsched.engine import Engine
 from dpsched.engine.users import UserBlocks, UserCounter
 from dpsched.sim.arrivals import claim_arrivals
 from dpsched.sim.config import SimConfig
-from dpsched.sim.results import SimResult, collect
+from dpsched.sim.results import SimResult
 from dpsched.sim.workloads.base import Task, elastic_range
 from dpsched.sim.workloads.registry import generate_tasks
 
@@ -50,6 +52,8 @@ USER_GROUPS = DatasetSelector(dataset="users")
 
 Progress = Callable[[int, int], None]
 """Called after each step with (claims arrived so far, total claims)."""
+TIMELINE_POINTS = 200
+"""Steps kept in the per-block consumption timeline (evenly spaced, last one included)."""
 
 
 def seeds(seed: int) -> tuple[int, int, int]:
@@ -299,3 +303,103 @@ class Simulator:
         controller = self.env.process(self._controller())
         self.env.run(until=controller)
         return collect(self, wall_time_s=time.perf_counter() - wall)
+
+
+def _quantile(values: np.ndarray, q: float) -> float | None:
+    return float(np.quantile(values, q)) if values.size else None
+
+
+def collect(sim: Simulator, wall_time_s: float) -> SimResult:
+    """A finished run's report, read from the simulator's state. It lives here, beside
+    what it reads, so that `results` (the report's shape and files) needs nothing from
+    the simulator."""
+    config = sim.config
+    ledger = sim.ledger
+    fair_n = config.fair_share_n
+    usable = ledger.usable
+    claims = []
+    delays = []
+    total_weight = 0.0
+    counts = dict.fromkeys(ClaimState, 0)
+    fair_allocated = 0
+    grants_per_block = np.zeros(len(ledger.blocks), dtype=np.int64)
+    for claim in ledger.claims:
+        counts[claim.state] += 1
+        rows = claim.block_index
+        fair = bool(rows_fit(claim.demand, ledger.capacity[rows] / fair_n, usable[rows]).all())
+        granted = claim.allocated_at is not None
+        delay = claim.allocated_at - claim.arrival if claim.allocated_at is not None else None
+        if granted:
+            delays.append(delay)
+            total_weight += claim.weight
+            fair_allocated += fair
+            grants_per_block[rows] += 1
+        task = sim.tasks[int(claim.id[1:])]
+        claims.append(
+            {
+                "id": claim.id,
+                "task": task.name,
+                "weight": claim.weight,
+                "n_blocks": len(claim.block_ids),
+                "arrival": claim.arrival,
+                "state": claim.state.value,
+                "allocated_at": claim.allocated_at,
+                "delay": delay,
+                "fair_share": fair,
+                "reason": claim.reason,
+            }
+        )
+    n_allocated = len(delays)
+    delay_array = np.asarray(delays, dtype=float)
+    used = sim.engine.used_fraction()
+    blocks = [
+        {
+            "id": spec.id,
+            "arrival": spec.arrival,
+            "unlocked_fraction": float(ledger.unlocked_fraction[j]),
+            "used_fraction": float(used[j]),
+            "spent_epsilon": ledger.spent_epsilon(spec.id),
+            "delta": spec.delta,
+            "n_allocated": int(grants_per_block[j]),
+        }
+        for j, spec in enumerate(ledger.blocks)
+    ]
+    steps = sim.timeline
+    keep = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), TIMELINE_POINTS)).astype(int))
+    timeline = [
+        {
+            "time": t,
+            "block": ledger.blocks[j].id,
+            "used_fraction": float(u[j]),
+            "unlocked_fraction": float(f[j]),
+        }
+        for t, u, f in (steps[i] for i in keep)
+        for j in range(u.size)
+    ]
+    violations = ledger.invariant_violations()
+    summary: dict[str, Any] = {
+        "policy": config.scheduler.policy,
+        "n_submitted": len(claims),
+        "n_allocated": n_allocated,
+        "total_weight": total_weight,
+        "scheduler_time_s": sim.scheduler_time_s,
+        "wall_time_s": wall_time_s,
+        "mean_delay": float(delay_array.mean()) if n_allocated else None,
+        "median_delay": _quantile(delay_array, 0.5),
+        "p90_delay": _quantile(delay_array, 0.9),
+        "max_delay": float(delay_array.max()) if n_allocated else None,
+        "n_rejected": counts[ClaimState.REJECTED],
+        "n_expired": counts[ClaimState.EXPIRED],
+        "n_pending_at_end": counts[ClaimState.PENDING],
+        "fair_share_n": fair_n,
+        "fair_share_of_allocated": fair_allocated / n_allocated if n_allocated else None,
+        "mode": config.scheduler.mode,
+        "workload": config.workload.name,
+        "accounting": config.accounting,
+        "seed": config.seed,
+        "n_blocks": len(ledger.blocks),
+        "n_steps": sim.steps,
+        "end_time": float(sim.env.now),
+        "budget_violations": len(violations),
+    }
+    return SimResult(config, summary, claims, blocks, timeline, ledger)
