@@ -577,7 +577,7 @@ def test_a_claim_two_replicas_race_for_is_never_stranded(
     claim and pauses, for the other has started, before it sees its own write. The
     elected replica made its own finalizer patch on the version before: its
     resourceVersion test fails, and kopf keeps it for the object's next event, whose
-    cycle then runs no handler; no event follows. Without `Operator.settle` touching
+    cycle then runs no handler; no event follows. Without `settling.settle` touching
     such an object, the claim is never handled (no status: the symptom of a flaky
     run). The emulator holds each replica's finalizer patch until the test releases
     it, so the order is forced, not left to timing."""
@@ -712,7 +712,8 @@ def test_a_standby_replica_does_not_mirror() -> None:
             api = KubeApi(Connection(server=cluster.url, insecure=True))
             config = OperatorConfig(service_url="http://127.0.0.1:1", admin_token="x")
             try:
-                return await Operator(config, api, peering=peering, priority=priority).standing_by()
+                operator = Operator(config, api, peering=peering, priority=priority)
+                return await operator.mirror.standing_by()
             finally:
                 await api.close()
 

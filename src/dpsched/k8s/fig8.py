@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 from dpsched.budget import Accounting
 from dpsched.k8s.emulator import Cluster
 from dpsched.k8s.lab import Lab
-from dpsched.k8s.operator import TENANT_PREFIX
+from dpsched.k8s.tenants import TENANT_PREFIX
 from dpsched.sim.arrivals import claim_arrivals
 from dpsched.sim.config import SimConfig, parse_config
 from dpsched.sim.simulator import Simulator, build_tasks, seeds
