@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 import yaml_rs
 
-from dpsched.k8s.emulator import Cluster
 from dpsched.k8s.kube import Connection
 from dpsched.k8s.operator import OperatorConfig
 from dpsched.k8s.run import run_operator
+from dpsched.lab.emulator import EmulatedCluster
 
 
 def _free_port() -> int:
@@ -42,7 +42,7 @@ class Lab:
         self.url = f"http://127.0.0.1:{self.port}"
         self._directory = tempfile.TemporaryDirectory(prefix="dpsched-lab-")
         self.directory = Path(self._directory.name)
-        self.cluster = Cluster()
+        self.cluster = EmulatedCluster()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._process: subprocess.Popen[bytes] | None = None
