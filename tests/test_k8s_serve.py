@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from tests.service_process import ADMIN, free_port, new_database
 from tests.test_k8s_operator import gated_pod
-from tests.test_k8s_pods import SEED_EXAMPLE, review
+from tests.test_k8s_pods import DESIGN_EXAMPLE, review
 
 from dpsched.lab.emulator import running_emulated_cluster, wait_until
 
@@ -101,7 +101,7 @@ def test_one_process_serves_the_api_the_webhook_and_the_operator(tmp_path: Path)
                 return True
 
             wait_until(up, timeout=60, what="the API and the webhook")
-            answer = httpx.post(f"{webhook}/mutate/pods", json=review(SEED_EXAMPLE), verify=trust)
+            answer = httpx.post(f"{webhook}/mutate/pods", json=review(DESIGN_EXAMPLE), verify=trust)
             assert answer.json()["response"]["patchType"] == "JSONPatch"
             block = {"apiVersion": API, "kind": "PrivateBlock", "metadata": {"name": "b"}}
             cluster.create(API, "privateblocks", None, {**block, "spec": {"epsilon": 1.0}})
