@@ -34,6 +34,10 @@ def _free_port() -> int:
 
 
 class Lab:
+    """The deployment, as a context manager: entering starts the service (and waits for
+    it to answer), the emulated API server and the operator; leaving stops all three and
+    removes the journal. `cluster` is the API server, `admin()` a client of the service."""
+
     def __init__(self, service_config: dict[str, Any], sync_interval: float = 0.1) -> None:
         self.service_config = service_config
         self.sync_interval = sync_interval
