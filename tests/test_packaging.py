@@ -1,7 +1,9 @@
-"""What a plain install carries: the operator without the lab. The emulator's packages
-(kmock, jsonpatch, ...) come only with the `lab` extra, no module outside `dpsched.lab`
-imports them, the runtime Kubernetes front end imports neither the lab nor the
-simulator, and the one command that needs the lab says which extra to install."""
+"""What a plain install carries: the operator without the lab. dpsched asks for the
+emulator's packages (kmock, jsonpatch, ...) only in the `lab` extra, no module outside
+`dpsched.lab` imports them, the runtime Kubernetes front end imports neither the lab nor
+the simulator, and the one command that needs the lab says which extra to install.
+(jsonpatch still comes with kopf, which requires it: what dpsched controls is that it
+neither asks for it nor uses it outside the lab.)"""
 
 from __future__ import annotations
 
@@ -117,7 +119,7 @@ def test_reproduce_dpack_8_without_the_lab_extra_names_it(missing: str, tmp_path
     assert run.returncode == 2, run.stderr
     assert run.stdout == ""
     assert run.stderr.splitlines() == [
-        f"error: dpsched.lab needs {missing}, which a plain install leaves out: "
+        f"error: dpsched.lab needs {missing}, which comes with the lab extra: "
         "pip install 'dpsched[lab]'"
     ]
     assert not out.exists()

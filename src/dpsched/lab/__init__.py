@@ -6,10 +6,11 @@ benchmarks and tests; not part of what a cluster runs.
 and `fig8.py` reproduces DPack's Kubernetes experiment on it. It sits above the front
 ends (it drives `k8s` and compares with `sim`) and below the CLI; no front end imports it.
 
-The emulator's packages come with the `lab` extra (`pip install 'dpsched[lab]'`), so a
-plain install, which runs the operator against a real API server, leaves them out.
-Importing the lab without them fails at once with one line saying what to install,
-rather than later with a bare ModuleNotFoundError.
+The emulator's kmock comes only with the `lab` extra (`pip install 'dpsched[lab]'`): a
+plain install runs the operator against a real API server. The extra also names the
+other packages the emulator imports (a plain install has them anyway, through kopf and
+aiohttp). Importing the lab without them fails at once with one line saying what to
+install, rather than later with a bare ModuleNotFoundError.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _require_extra() -> None:
             if exc.name not in EXTRA:  # installed, but broken: its own error says why
                 raise
             raise LabExtraMissingError(
-                f"dpsched.lab needs {exc.name}, which a plain install leaves out: "
+                f"dpsched.lab needs {exc.name}, which comes with the lab extra: "
                 "pip install 'dpsched[lab]'",
                 name=exc.name,
             ) from None
