@@ -34,6 +34,9 @@ OPTED_IN = {"dp-mode": "true"}
 
 @dataclass
 class OperatorConfig:
+    """The service the operator is a client of (its URL and the admin token), and how
+    often the operator looks again."""
+
     service_url: str
     admin_token: str
     sync_interval: float = 0.5
