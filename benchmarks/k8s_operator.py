@@ -1,6 +1,6 @@
 """Kubernetes operator overhead: `python benchmarks/k8s_operator.py` prints one table.
 
-A whole deployment on loopback (`dpsched.k8s.lab`: the service as a real process, the
+A whole deployment on loopback (`dpsched.lab.deployment`: the service as a real process, the
 emulated API server, kopf in a thread). PrivacyClaims are created one after another on
 blocks with room for all of them; for each, the wall time from its creation (the POST
 returning) to its status showing the engine's decision (Pending or Allocated) is the
@@ -30,7 +30,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from dpsched.k8s.lab import Lab
+from dpsched.lab.deployment import Lab
 
 API = "dpsched.io/v1"
 

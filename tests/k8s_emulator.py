@@ -1,4 +1,4 @@
-"""Async test helpers around `dpsched.k8s.emulator.FaithfulEmulator` (kmock's API server
+"""Async test helpers around `dpsched.lab.emulator.FaithfulEmulator` (kmock's API server
 made faithful): serve it in the test's event loop, talk to it, run kopf against it.
 
     async with serve_emulator() as cluster:        # loopback, random port
@@ -6,7 +6,7 @@ made faithful): serve it in the test's event loop, talk to it, run kopf against 
                                  namespaced=True, status=True)
         async with running_operator(registry, cluster.url):   # kopf, in its own thread
             await cluster.client.create("dpsched.io/v1", "privacyclaims", body, "ns")
-            await wait_for(lambda: ..., timeout=5)
+            await eventually(lambda: ..., timeout=5)
 
 kopf runs in a thread with its own event loop, so that its shutdown (which cancels every
 task it did not start) cannot touch the emulator's or the test's tasks; the emulator runs
@@ -33,7 +33,7 @@ import aiohttp
 import kmock
 import kopf
 
-from dpsched.k8s.emulator import FaithfulEmulator
+from dpsched.lab.emulator import FaithfulEmulator
 
 T = TypeVar("T")
 Json = dict[str, Any]
@@ -146,7 +146,9 @@ class KubeClient:
 
 
 @dataclass(frozen=True)
-class Cluster:
+class ServedEmulator:
+    """An emulator served in the test's own event loop: its URL and an async client."""
+
     emulator: FaithfulEmulator
     url: str
     client: KubeClient
@@ -155,17 +157,17 @@ class Cluster:
 @asynccontextmanager
 async def serve_emulator(
     emulator: FaithfulEmulator | None = None, *, host: str = "127.0.0.1"
-) -> AsyncIterator[Cluster]:
+) -> AsyncIterator[ServedEmulator]:
     """Serve `emulator` (a new one by default) on a free loopback port in this loop."""
     emulator = emulator if emulator is not None else FaithfulEmulator()
     async with emulator, kmock.Server(emulator, host=host) as server:
         url = str(server.url).rstrip("/")
         async with KubeClient(url) as client:
-            yield Cluster(emulator, url, client)
+            yield ServedEmulator(emulator, url, client)
 
 
 @overload
-async def wait_for(
+async def eventually(
     predicate: Callable[[], Awaitable[T | None]],
     timeout: float = ...,
     *,
@@ -173,14 +175,14 @@ async def wait_for(
     what: str = ...,
 ) -> T: ...
 @overload
-async def wait_for(
+async def eventually(
     predicate: Callable[[], T | None],
     timeout: float = ...,
     *,
     interval: float = ...,
     what: str = ...,
 ) -> T: ...
-async def wait_for(
+async def eventually(
     predicate: Callable[[], Any],
     timeout: float = 5.0,
     *,
@@ -294,7 +296,7 @@ class OperatorThread:
         watches, so objects created from now on, or before, are all seen)."""
         logging.getLogger("kopf").addHandler(self._log)
         self._thread.start()
-        await wait_for(
+        await eventually(
             lambda: self._ready.is_set() or not self._thread.is_alive(),
             timeout,
             what="kopf to start",

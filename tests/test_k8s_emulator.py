@@ -13,12 +13,12 @@ import pytest
 import pytest_asyncio
 from tests.k8s_emulator import (
     ApiError,
-    Cluster,
     FaithfulEmulator,
+    ServedEmulator,
+    eventually,
     resource_path,
     running_operator,
     serve_emulator,
-    wait_for,
 )
 
 API = "dpsched.io/v1"
@@ -41,7 +41,7 @@ def emulator(**options: Any) -> FaithfulEmulator:
 
 
 @pytest_asyncio.fixture
-async def cluster() -> AsyncIterator[Cluster]:
+async def cluster() -> AsyncIterator[ServedEmulator]:
     async with serve_emulator(emulator()) as running:
         yield running
 
@@ -51,7 +51,7 @@ def rv(body: dict[str, Any]) -> int:
 
 
 @pytest.mark.asyncio
-async def test_writes_are_versioned_like_a_real_api_server(cluster: Cluster) -> None:
+async def test_writes_are_versioned_like_a_real_api_server(cluster: ServedEmulator) -> None:
     client = cluster.client
     body = {"apiVersion": API, **claim("c1"), "status": {"phase": "Forged"}}
     async with cluster.emulator.post(resource_path(API, "privacyclaims", NS), json=body) as reply:
@@ -117,7 +117,7 @@ async def test_writes_are_versioned_like_a_real_api_server(cluster: Cluster) -> 
 
 
 @pytest.mark.asyncio
-async def test_one_of_many_writers_from_the_same_read_wins(cluster: Cluster) -> None:
+async def test_one_of_many_writers_from_the_same_read_wins(cluster: ServedEmulator) -> None:
     created = await cluster.client.create(API, "privacyclaims", claim("c4"), NS)
     version = created["metadata"]["resourceVersion"]
 
@@ -179,7 +179,7 @@ def handlers(seen: Seen) -> kopf.OperatorRegistry:
 
 
 @pytest.mark.asyncio
-async def test_kopf_runs_for_real_against_the_emulator(cluster: Cluster) -> None:
+async def test_kopf_runs_for_real_against_the_emulator(cluster: ServedEmulator) -> None:
     client, seen = cluster.client, Seen()
     async with running_operator(handlers(seen), cluster.url) as operator:
         created = await client.create(API, "privacyclaims", claim("c3"), NS)
@@ -188,7 +188,7 @@ async def test_kopf_runs_for_real_against_the_emulator(cluster: Cluster) -> None
             body = await client.get(API, "privacyclaims", "c3", NS)
             return body if body and body.get("status", {}).get(key) is not None else None
 
-        pending = await wait_for(lambda: claim_status("phase"), what="status.phase")
+        pending = await eventually(lambda: claim_status("phase"), what="status.phase")
         assert pending["status"]["phase"] == "Pending"
         assert rv(pending) > rv(created)
         # kopf wrote its finalizer and annotations: metadata only, so generation stays 1.
@@ -198,22 +198,22 @@ async def test_kopf_runs_for_real_against_the_emulator(cluster: Cluster) -> None
         spec = {"spec": {"consumedFraction": 0.25}}
         respec = await client.patch(API, "privacyclaims", "c3", spec, NS)
         assert respec["metadata"]["generation"] == 2
-        consumed = await wait_for(lambda: claim_status("consumed"), what="status.consumed")
+        consumed = await eventually(lambda: claim_status("consumed"), what="status.consumed")
         assert consumed["status"]["consumed"] == 0.25
         assert consumed["metadata"]["generation"] == 2 and rv(consumed) > rv(respec)
 
         # The Event the handler posted (kopf.info), as kopf's poster sent it.
-        ours = await wait_for(lambda: _reasons(client, NS, "Pending"), what="the event")
+        ours = await eventually(lambda: _reasons(client, NS, "Pending"), what="the event")
         assert ours[0]["involvedObject"]["name"] == "c3"
         assert ours[0]["involvedObject"]["uid"] == created["metadata"]["uid"]
         assert ours[0]["message"] == "the claim waits for budget" and ours[0]["type"] == "Normal"
 
         # A cluster-scoped object; its Events go to the "default" namespace.
         await client.create(API, "privateblocks", {"metadata": {"name": "b1"}})
-        block = await wait_for(lambda: client.get(API, "privateblocks", "b1"), what="block")
-        ready = await wait_for(lambda: _status_phase(client, "b1"), what="block status")
+        block = await eventually(lambda: client.get(API, "privateblocks", "b1"), what="block")
+        ready = await eventually(lambda: _status_phase(client, "b1"), what="block status")
         assert ready == "Ready" and block["metadata"]["uid"]
-        default_events = await wait_for(
+        default_events = await eventually(
             lambda: _reasons(client, "default", "Ready"), what="block event"
         )
         assert default_events[0]["involvedObject"]["kind"] == "PrivateBlock"
@@ -222,7 +222,7 @@ async def test_kopf_runs_for_real_against_the_emulator(cluster: Cluster) -> None
         deleting = await client.delete(API, "privacyclaims", "c3", NS)
         assert deleting["metadata"]["deletionTimestamp"]
         assert deleting["metadata"]["generation"] == 3  # as kube-apiserver bumps it
-        await wait_for(lambda: _gone(client, "c3"), what="the claim to disappear")
+        await eventually(lambda: _gone(client, "c3"), what="the claim to disappear")
         assert seen.deleted == ["c3"]
 
     history = cluster.emulator.objects[f"{API}/privacyclaims", NS, "c3"].history

@@ -1,4 +1,4 @@
-"""The operator for real: kopf running against the Kubernetes emulator (k8s/emulator.py),
+"""The operator for real: kopf running against the Kubernetes emulator (dpsched/lab/emulator.py),
 the budget service as a real process. Claims and blocks go in as custom resources;
 decisions come back as statuses and Events; consumption, release, deletion, restarts
 and conflicts never lose or double an operation."""
@@ -23,11 +23,16 @@ import pytest
 import yaml
 from tests.service_process import ADMIN, Service, new_database
 
-from dpsched.k8s.emulator import Cluster, FaithfulEmulator, running_cluster, wait_for
 from dpsched.k8s.kube import Connection, KubeApi
 from dpsched.k8s.operator import Operator, OperatorConfig
 from dpsched.k8s.pods import GATE, admission_response
 from dpsched.k8s.run import run_operator
+from dpsched.lab.emulator import (
+    EmulatedCluster,
+    FaithfulEmulator,
+    running_emulated_cluster,
+    wait_until,
+)
 
 API = "dpsched.io/v1"
 CONFIG = {"accounting": "basic", "scheduler": {"policy": "fcfs", "period": 0.2}}
@@ -39,7 +44,7 @@ class RunningOperator:
     def __init__(
         self,
         service: Service,
-        cluster: Cluster,
+        cluster: EmulatedCluster,
         peering: tuple[str, int] | None = None,
         token: str | None = None,
         settle_after: float = 5.0,
@@ -93,25 +98,27 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    with running_cluster() as running:
+def cluster() -> Iterator[EmulatedCluster]:
+    with running_emulated_cluster() as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def operator(service: Service, cluster: Cluster) -> Iterator[RunningOperator]:
+def operator(service: Service, cluster: EmulatedCluster) -> Iterator[RunningOperator]:
     running = RunningOperator(service, cluster).start()
     yield running
     running.stop()
 
 
 # ------------------------------------------------------------------ helpers
-def block(cluster: Cluster, name: str, epsilon: float = 1.0) -> None:
+def block(cluster: EmulatedCluster, name: str, epsilon: float = 1.0) -> None:
     body = {"apiVersion": API, "kind": "PrivateBlock", "metadata": {"name": name}}
     cluster.create(API, "privateblocks", None, {**body, "spec": {"epsilon": epsilon}})
 
 
-def claim(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+def claim(
+    cluster: EmulatedCluster, namespace: str, name: str, spec: dict[str, Any]
+) -> dict[str, Any]:
     meta = {"name": name, "namespace": namespace}
     body = {"apiVersion": API, "kind": "PrivacyClaim", "metadata": meta, "spec": spec}
     created: dict[str, Any] = cluster.create(API, "privacyclaims", namespace, body)
@@ -119,14 +126,16 @@ def claim(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any]) -> 
 
 
 def status(
-    cluster: Cluster, namespace: str | None, name: str, plural: str = "privacyclaims"
+    cluster: EmulatedCluster, namespace: str | None, name: str, plural: str = "privacyclaims"
 ) -> Any:
     found = cluster.get(API, plural, namespace, name)
     return (found or {}).get("status") or {}
 
 
-def phase_becomes(cluster: Cluster, namespace: str, name: str, phase: str) -> dict[str, Any]:
-    found: dict[str, Any] = wait_for(
+def phase_becomes(
+    cluster: EmulatedCluster, namespace: str, name: str, phase: str
+) -> dict[str, Any]:
+    found: dict[str, Any] = wait_until(
         lambda: (s := status(cluster, namespace, name)).get("phase") == phase and s,
         what=f"{namespace}/{name} to be {phase} (now {status(cluster, namespace, name)})",
     )
@@ -150,7 +159,7 @@ def engine_block(service: Service, name: str) -> dict[str, Any]:
         return found
 
 
-def reasons(cluster: Cluster, namespace: str, name: str) -> list[str]:
+def reasons(cluster: EmulatedCluster, namespace: str, name: str) -> list[str]:
     events = cluster.events(namespace)
     return [e["reason"] for e in events if e["involvedObject"]["name"] == name]
 
@@ -163,7 +172,7 @@ def journal_ops(service: Service, request_id_part: str) -> list[str]:
 
 # -------------------------------------------------------------------- tests
 def test_a_claim_is_granted_consumed_declaratively_once_and_mirrored(
-    cluster: Cluster, service: Service, operator: RunningOperator
+    cluster: EmulatedCluster, service: Service, operator: RunningOperator
 ) -> None:
     block(cluster, "day-1")
     created = claim(cluster, "team-a", "train", {"blocks": ["day-1"], "demand": {"epsilon": 0.4}})
@@ -171,15 +180,15 @@ def test_a_claim_is_granted_consumed_declaratively_once_and_mirrored(
     assert granted["blocks"] == ["day-1"] and granted["epsilon"] == pytest.approx(0.4)
     assert granted["conditions"][0]["type"] == "Granted"
     assert granted["conditions"][0]["status"] == "True"
-    assert wait_for(lambda: "Granted" in reasons(cluster, "team-a", "train"))
-    day = wait_for(
+    assert wait_until(lambda: "Granted" in reasons(cluster, "team-a", "train"))
+    day = wait_until(
         lambda: (s := status(cluster, None, "day-1", "privateblocks")).get("claims") and s
     )
     assert day["budget"]["allocated"] == [pytest.approx(0.4)] and day["spentEpsilon"] > 0
     uid = created["metadata"]["uid"]
     for _ in range(2):  # the same spec twice: applied once
         cluster.patch(API, "privacyclaims", "team-a", "train", {"spec": {"consumedFraction": 0.5}})
-    wait_for(lambda: status(cluster, "team-a", "train").get("consumedFraction") == 0.5)
+    wait_until(lambda: status(cluster, "team-a", "train").get("consumedFraction") == 0.5)
     assert engine_claim(service, "team-a", "train", uid)["consumed"]["day-1"] == [
         pytest.approx(0.2)
     ]
@@ -190,7 +199,7 @@ def test_a_claim_is_granted_consumed_declaratively_once_and_mirrored(
 
 
 def test_release_returns_the_unconsumed_budget(
-    cluster: Cluster, service: Service, operator: RunningOperator
+    cluster: EmulatedCluster, service: Service, operator: RunningOperator
 ) -> None:
     block(cluster, "day-2")
     claim(cluster, "team-a", "stats", {"blocks": ["day-2"], "demand": {"epsilon": 0.6}})
@@ -198,18 +207,18 @@ def test_release_returns_the_unconsumed_budget(
     patch = {"spec": {"consumedFraction": 0.5, "release": True}}
     cluster.patch(API, "privacyclaims", "team-a", "stats", patch)
     phase_becomes(cluster, "team-a", "stats", "Released")
-    assert wait_for(lambda: "Released" in reasons(cluster, "team-a", "stats"))
+    assert wait_until(lambda: "Released" in reasons(cluster, "team-a", "stats"))
     assert engine_block(service, "day-2")["consumed"] == [pytest.approx(0.3)]
     assert engine_block(service, "day-2")["allocated"] == [pytest.approx(0.0)]
 
 
 def test_bad_claims_are_rejected_with_a_reason_and_a_warning(
-    cluster: Cluster, operator: RunningOperator
+    cluster: EmulatedCluster, operator: RunningOperator
 ) -> None:
     claim(cluster, "team-a", "typo", {"blocks": ["day-1"], "demand": {"epsilonn": 0.4}})
     rejected = phase_becomes(cluster, "team-a", "typo", "Rejected")
     assert "demand" in rejected["reason"]
-    assert wait_for(lambda: "Rejected" in reasons(cluster, "team-a", "typo"))
+    assert wait_until(lambda: "Rejected" in reasons(cluster, "team-a", "typo"))
     block(cluster, "small", epsilon=0.1)
     claim(cluster, "team-a", "huge", {"blocks": ["small"], "demand": {"epsilon": 5.0}})
     assert "capacity" in phase_becomes(cluster, "team-a", "huge", "Rejected")["reason"]
@@ -218,20 +227,20 @@ def test_bad_claims_are_rejected_with_a_reason_and_a_warning(
 
 
 def test_a_changed_request_is_ignored_with_an_event(
-    cluster: Cluster, service: Service, operator: RunningOperator
+    cluster: EmulatedCluster, service: Service, operator: RunningOperator
 ) -> None:
     block(cluster, "day-3")
     created = claim(cluster, "team-a", "fixed", {"blocks": ["day-3"], "demand": {"epsilon": 0.2}})
     phase_becomes(cluster, "team-a", "fixed", "Allocated")
     cluster.patch(API, "privacyclaims", "team-a", "fixed", {"spec": {"demand": {"epsilon": 0.9}}})
-    assert wait_for(lambda: "RequestChanged" in reasons(cluster, "team-a", "fixed"))
+    assert wait_until(lambda: "RequestChanged" in reasons(cluster, "team-a", "fixed"))
     uid = created["metadata"]["uid"]
     assert engine_claim(service, "team-a", "fixed", uid)["demand"]["day-3"] == [0.2]
     assert status(cluster, "team-a", "fixed")["phase"] == "Allocated"
 
 
 def test_deleting_claims_withdraws_or_releases_and_blocks_wait_for_their_holders(
-    cluster: Cluster, service: Service, operator: RunningOperator
+    cluster: EmulatedCluster, service: Service, operator: RunningOperator
 ) -> None:
     block(cluster, "day-4", epsilon=1.0)
     held = claim(cluster, "team-a", "holder", {"blocks": ["day-4"], "demand": {"epsilon": 0.7}})
@@ -241,7 +250,7 @@ def test_deleting_claims_withdraws_or_releases_and_blocks_wait_for_their_holders
     assert "not enough budget" in status(cluster, "team-a", "waiter")["reason"]
     # A held block is not deleted while a claim holds budget on it.
     assert cluster.delete(API, "privateblocks", None, "day-4").status_code == 200
-    wait_for(
+    wait_until(
         lambda: (
             (cluster.get(API, "privateblocks", None, "day-4") or {})
             .get("metadata", {})
@@ -251,20 +260,20 @@ def test_deleting_claims_withdraws_or_releases_and_blocks_wait_for_their_holders
     assert cluster.get(API, "privateblocks", None, "day-4") is not None
     # The pending claim: withdrawn (it never gets the budget the holder leaves).
     cluster.delete(API, "privacyclaims", "team-a", "waiter")
-    wait_for(lambda: cluster.get(API, "privacyclaims", "team-a", "waiter") is None)
+    wait_until(lambda: cluster.get(API, "privacyclaims", "team-a", "waiter") is None)
     uid = waiting["metadata"]["uid"]
     assert engine_claim(service, "team-a", "waiter", uid)["state"] == "expired"
     # The allocated claim: its unconsumed grant goes back; then the block may go.
     cluster.delete(API, "privacyclaims", "team-a", "holder")
-    wait_for(lambda: cluster.get(API, "privacyclaims", "team-a", "holder") is None)
+    wait_until(lambda: cluster.get(API, "privacyclaims", "team-a", "holder") is None)
     holder = engine_claim(service, "team-a", "holder", held["metadata"]["uid"])
     assert holder["state"] == "released"
     assert engine_block(service, "day-4")["allocated"] == [pytest.approx(0.0)]
-    wait_for(lambda: cluster.get(API, "privateblocks", None, "day-4") is None, timeout=30)
+    wait_until(lambda: cluster.get(API, "privateblocks", None, "day-4") is None, timeout=30)
 
 
 def test_namespaces_are_tenants_and_names_can_repeat(
-    cluster: Cluster, service: Service, operator: RunningOperator
+    cluster: EmulatedCluster, service: Service, operator: RunningOperator
 ) -> None:
     block(cluster, "shared", epsilon=1.0)
     a = claim(cluster, "team-a", "model", {"blocks": ["shared"], "demand": {"epsilon": 0.3}})
@@ -282,7 +291,7 @@ def test_namespaces_are_tenants_and_names_can_repeat(
 
 
 def test_an_operator_restart_loses_and_doubles_nothing(
-    cluster: Cluster, service: Service, operator: RunningOperator
+    cluster: EmulatedCluster, service: Service, operator: RunningOperator
 ) -> None:
     block(cluster, "day-5", epsilon=1.0)
     first = claim(cluster, "team-a", "early", {"blocks": ["day-5"], "demand": {"epsilon": 0.4}})
@@ -296,11 +305,11 @@ def test_an_operator_restart_loses_and_doubles_nothing(
     finally:
         operator.start()
     phase_becomes(cluster, "team-a", "late", "Allocated")
-    wait_for(lambda: status(cluster, "team-a", "early").get("consumedFraction") == 0.25)
+    wait_until(lambda: status(cluster, "team-a", "early").get("consumedFraction") == 0.25)
     operator.stop()  # and once more: resuming re-runs every handler, nothing is re-applied
     operator.start()
     early_uid = first["metadata"]["uid"]
-    wait_for(lambda: status(cluster, "team-a", "late").get("observedGeneration") == 1)
+    wait_until(lambda: status(cluster, "team-a", "late").get("observedGeneration") == 1)
     assert journal_ops(service, f"{early_uid}:consume") == ["consume"]
     assert engine_claim(service, "team-a", "early", early_uid)["consumed"]["day-5"] == [
         pytest.approx(0.1)
@@ -316,11 +325,11 @@ def test_an_operator_restart_loses_and_doubles_nothing(
 def test_status_writes_retry_on_conflicts() -> None:
     """A status computed from a stale read is refused (409) and redone on a fresh one
     (on a cluster of its own: no operator writes there meanwhile)."""
-    with running_cluster() as cluster:
+    with running_emulated_cluster() as cluster:
         contested(cluster)
 
 
-def contested(cluster: Cluster) -> None:
+def contested(cluster: EmulatedCluster) -> None:
     block(cluster, "contested")
     path = "/apis/dpsched.io/v1/privateblocks/contested"
     reads = 0
@@ -377,12 +386,12 @@ def gated_pod(name: str, annotations: dict[str, str]) -> dict[str, Any]:
     return patched
 
 
-def pod(cluster: Cluster, name: str) -> dict[str, Any]:
+def pod(cluster: EmulatedCluster, name: str) -> dict[str, Any]:
     found: dict[str, Any] = cluster.get("v1", "pods", "team-a", name) or {}
     return found
 
 
-def reviews_blocks(cluster: Cluster, days: range) -> None:
+def reviews_blocks(cluster: EmulatedCluster, days: range) -> None:
     for day in days:
         body = {"apiVersion": API, "kind": "PrivateBlock", "metadata": {"name": f"reviews-{day}"}}
         spec = {"dataset": "reviews", "dimensions": {"time": day}, "epsilon": 1.0, "size": 1000}
@@ -390,7 +399,7 @@ def reviews_blocks(cluster: Cluster, days: range) -> None:
 
 
 def test_a_gated_pod_gets_its_budget_then_schedules_and_consumes_when_it_ends(
-    cluster: Cluster, service: Service, operator: RunningOperator
+    cluster: EmulatedCluster, service: Service, operator: RunningOperator
 ) -> None:
     reviews_blocks(cluster, range(1, 3))
     annotations = {
@@ -401,7 +410,7 @@ def test_a_gated_pod_gets_its_budget_then_schedules_and_consumes_when_it_ends(
         "dp-expected-epsilon": "0.5",
     }
     cluster.create("v1", "pods", "team-a", gated_pod("counts", annotations))
-    granted = wait_for(
+    granted = wait_until(
         lambda: (
             not pod(cluster, "counts")["spec"].get("schedulingGates") and pod(cluster, "counts")
         ),
@@ -419,7 +428,7 @@ def test_a_gated_pod_gets_its_budget_then_schedules_and_consumes_when_it_ends(
     # A checkpoint, then the end: consumed in full (it ran).
     patch = {"metadata": {"annotations": {"dp-consumed-fraction": "0.4"}}}
     cluster.patch("v1", "pods", "team-a", "counts", patch)
-    wait_for(lambda: status(cluster, "team-a", "pod-counts").get("consumedFraction") == 0.4)
+    wait_until(lambda: status(cluster, "team-a", "pod-counts").get("consumedFraction") == 0.4)
     cluster.http.patch(
         "/api/v1/namespaces/team-a/pods/counts/status",
         json={"status": {"phase": "Succeeded"}},
@@ -431,28 +440,28 @@ def test_a_gated_pod_gets_its_budget_then_schedules_and_consumes_when_it_ends(
 
 
 def test_a_pod_that_never_ran_gives_its_budget_back_and_a_refused_one_stays_gated(
-    cluster: Cluster, service: Service, operator: RunningOperator
+    cluster: EmulatedCluster, service: Service, operator: RunningOperator
 ) -> None:
     reviews_blocks(cluster, range(10, 11))
     wanted = {"dp-dataset": "reviews", "dp-start-time": "10", "dp-end-time": "11"}
     cluster.create(
         "v1", "pods", "team-a", gated_pod("idle", {**wanted, "dp-expected-epsilon": "0.3"})
     )
-    wait_for(lambda: not pod(cluster, "idle")["spec"].get("schedulingGates"))
+    wait_until(lambda: not pod(cluster, "idle")["spec"].get("schedulingGates"))
     uid = cluster.get(API, "privacyclaims", "team-a", "pod-idle")["metadata"]["uid"]
     cluster.delete("v1", "pods", "team-a", "idle")  # deleted before any container ran
-    wait_for(lambda: engine_claim(service, "team-a", "pod-idle", uid)["state"] == "released")
+    wait_until(lambda: engine_claim(service, "team-a", "pod-idle", uid)["state"] == "released")
     assert engine_block(service, "reviews-10")["consumed"] == [0.0]
     cluster.create(
         "v1", "pods", "team-a", gated_pod("greedy", {**wanted, "dp-expected-epsilon": "5"})
     )
-    wait_for(lambda: "BudgetRefused" in reasons(cluster, "team-a", "greedy"))
+    wait_until(lambda: "BudgetRefused" in reasons(cluster, "team-a", "greedy"))
     assert pod(cluster, "greedy")["spec"]["schedulingGates"] == [{"name": GATE}]
     assert pod(cluster, "greedy")["metadata"]["annotations"]["dp-request"] == "true"
 
 
 def test_a_claim_made_before_its_blocks_waits_for_them(
-    cluster: Cluster, service: Service, operator: RunningOperator
+    cluster: EmulatedCluster, service: Service, operator: RunningOperator
 ) -> None:
     """Blocks and claims are reconciled concurrently: a claim naming a PrivateBlock the
     ledger has not seen yet waits for it instead of being rejected."""
@@ -478,12 +487,12 @@ def resumed(caplog: pytest.LogCaptureFixture) -> int:
     return sum("Resuming operations" in r.getMessage() for r in caplog.records)
 
 
-def peering_priorities(cluster: Cluster) -> list[int]:
+def peering_priorities(cluster: EmulatedCluster) -> list[int]:
     found = cluster.get("kopf.dev/v1", "clusterkopfpeerings", None, "dpsched") or {}
     return sorted(int(m["priority"]) for m in (found.get("status") or {}).values())
 
 
-def peering_object(cluster: Cluster) -> None:
+def peering_object(cluster: EmulatedCluster) -> None:
     """The ClusterKopfPeering `dpsched` replicas elect through (as the chart creates it)."""
     cluster.emulator.declare(
         "kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", namespaced=False
@@ -503,7 +512,7 @@ def test_replicas_elect_one_operator_and_the_standby_takes_over(
     (two replicas starting at the same moment may both act for a moment: see the
     next test)."""
     caplog.set_level(logging.INFO, logger="kopf")
-    with running_cluster() as cluster:
+    with running_emulated_cluster() as cluster:
         peering_object(cluster)
         replicas = [
             RunningOperator(service, cluster, ("dpsched", p), token=t)
@@ -512,17 +521,17 @@ def test_replicas_elect_one_operator_and_the_standby_takes_over(
         elected, standby = replicas
         try:
             elected.start()
-            wait_for(lambda: peering_priorities(cluster) == [100], what="the first keep-alive")
-            wait_for(lambda: resumed(caplog) == 1, what="the elected replica to resume")
+            wait_until(lambda: peering_priorities(cluster) == [100], what="the first keep-alive")
+            wait_until(lambda: resumed(caplog) == 1, what="the elected replica to resume")
             standby.start()
-            wait_for(lambda: peering_priorities(cluster) == [10, 100], what="both keep-alives")
+            wait_until(lambda: peering_priorities(cluster) == [10, 100], what="both keep-alives")
             block(cluster, "elected")
             claim(cluster, "team-a", "first", {"blocks": ["elected"], "demand": {"epsilon": 0.1}})
             phase_becomes(cluster, "team-a", "first", "Allocated")
             # kopf starts paused: only the elected replica has resumed.
             assert not logged(caplog, "operator-standby", "Resuming operations")
             elected.stop()
-            wait_for(
+            wait_until(
                 lambda: logged(caplog, "operator-standby", "Resuming operations"),
                 what="the standby to resume",
             )
@@ -577,7 +586,7 @@ def test_a_claim_two_replicas_race_for_is_never_stranded(
     claim and pauses, for the other has started, before it sees its own write. The
     elected replica made its own finalizer patch on the version before: its
     resourceVersion test fails, and kopf keeps it for the object's next event, whose
-    cycle then runs no handler; no event follows. Without `Operator.settle` touching
+    cycle then runs no handler; no event follows. Without `settling.settle` touching
     such an object, the claim is never handled (no status: the symptom of a flaky
     run). The emulator holds each replica's finalizer patch until the test releases
     it, so the order is forced, not left to timing."""
@@ -587,7 +596,7 @@ def test_a_claim_two_replicas_race_for_is_never_stranded(
     for token in ("low", "high"):
         held.arrived[token] = threading.Event()
         held.release[token] = threading.Event()
-    with running_cluster(held) as cluster:
+    with running_emulated_cluster(held) as cluster:
         peering_object(cluster)
         replicas = [
             RunningOperator(service, cluster, ("dpsched", p), token=t, settle_after=1.0)
@@ -596,7 +605,7 @@ def test_a_claim_two_replicas_race_for_is_never_stranded(
         low, high = replicas
         try:
             low.start()
-            wait_for(lambda: resumed(caplog) == 1, what="the replica alone to resume")
+            wait_until(lambda: resumed(caplog) == 1, what="the replica alone to resume")
             block(cluster, "contested")
             claim(
                 cluster,
@@ -607,7 +616,7 @@ def test_a_claim_two_replicas_race_for_is_never_stranded(
             assert held.arrived["low"].wait(20), "the low replica never added its finalizer"
             since = len(caplog.records)
             high.start()
-            wait_for(
+            wait_until(
                 lambda: logged(
                     caplog, "operator-low", "Pausing the watch-stream for privacyclaims", since
                 ),
@@ -615,7 +624,7 @@ def test_a_claim_two_replicas_race_for_is_never_stranded(
             )
             assert held.arrived["high"].wait(20), "the elected replica never saw the claim"
             held.release["low"].set()
-            wait_for(
+            wait_until(
                 lambda: (
                     FINALIZER
                     in cluster.get(API, "privacyclaims", "team-a", "contested")["metadata"].get(
@@ -636,7 +645,7 @@ def test_a_claim_two_replicas_race_for_is_never_stranded(
 
 
 def test_decisions_made_while_no_operator_ran_reach_the_objects(
-    cluster: Cluster, service: Service, operator: RunningOperator
+    cluster: EmulatedCluster, service: Service, operator: RunningOperator
 ) -> None:
     """A grant made while the operator is down (a release frees budget for a waiting
     claim) shows in its status after the restart, and controls set while a claim was
@@ -665,7 +674,7 @@ def test_decisions_made_while_no_operator_ran_reach_the_objects(
 
 
 def test_deleting_a_granted_pod_claim_consumes_it(
-    cluster: Cluster, service: Service, operator: RunningOperator
+    cluster: EmulatedCluster, service: Service, operator: RunningOperator
 ) -> None:
     """Whoever deletes the claim of a Pod that may have run, its grant is consumed, not
     given back."""
@@ -674,10 +683,10 @@ def test_deleting_a_granted_pod_claim_consumes_it(
     cluster.create(
         "v1", "pods", "team-a", gated_pod("runner", {**wanted, "dp-expected-epsilon": "0.2"})
     )
-    wait_for(lambda: not pod(cluster, "runner")["spec"].get("schedulingGates"))
+    wait_until(lambda: not pod(cluster, "runner")["spec"].get("schedulingGates"))
     uid = cluster.get(API, "privacyclaims", "team-a", "pod-runner")["metadata"]["uid"]
     cluster.delete(API, "privacyclaims", "team-a", "pod-runner")
-    wait_for(lambda: engine_claim(service, "team-a", "pod-runner", uid)["state"] == "consumed")
+    wait_until(lambda: engine_claim(service, "team-a", "pod-runner", uid)["state"] == "consumed")
     assert engine_block(service, "reviews-20")["consumed"] == [pytest.approx(0.2)]
 
 
@@ -685,7 +694,7 @@ def test_a_standby_replica_does_not_mirror() -> None:
     """Only the elected replica writes statuses: the mirror of a replica that a live
     peer of higher priority outranks stands by (kopf pauses its handlers)."""
     now = dt.datetime.now(dt.UTC)
-    with running_cluster() as cluster:
+    with running_emulated_cluster() as cluster:
         cluster.emulator.declare(
             "kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", namespaced=False
         )
@@ -712,7 +721,8 @@ def test_a_standby_replica_does_not_mirror() -> None:
             api = KubeApi(Connection(server=cluster.url, insecure=True))
             config = OperatorConfig(service_url="http://127.0.0.1:1", admin_token="x")
             try:
-                return await Operator(config, api, peering=peering, priority=priority).standing_by()
+                operator = Operator(config, api, peering=peering, priority=priority)
+                return await operator.mirror.standing_by()
             finally:
                 await api.close()
 

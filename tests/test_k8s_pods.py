@@ -1,5 +1,6 @@
-"""Pods asking for budget (seed 003's annotations): the claim they ask for, and the
-admission webhook, served for real (uvicorn on loopback) and sent AdmissionReviews."""
+"""Pods asking for budget (the annotations of the "Pod and Privacy Budget" design note,
+see `dpsched/k8s/pods.py`): the claim they ask for, and the admission webhook, served
+for real (uvicorn on loopback) and sent AdmissionReviews."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from dpsched.errors import InputError
 from dpsched.k8s.pods import GATE, claim_from_annotations, granted_annotations, wants_budget
 from dpsched.k8s.resources import claim_spec
 
-SEED_EXAMPLE = {
+DESIGN_EXAMPLE = {
     "dp-mode": "true",
     "dp-dataset": "reviews",
     "dp-request": "true",
@@ -36,9 +37,9 @@ SEED_EXAMPLE = {
 }
 
 
-def test_the_seed_example_becomes_a_flexible_elastic_claim() -> None:
-    assert wants_budget(SEED_EXAMPLE)
-    spec = claim_from_annotations(SEED_EXAMPLE)
+def test_the_design_notes_example_becomes_a_flexible_elastic_claim() -> None:
+    assert wants_budget(DESIGN_EXAMPLE)
+    spec = claim_from_annotations(DESIGN_EXAMPLE)
     assert spec == {
         "blocks": {"dataset": "reviews", "where": ["time in [0, 1000)", "user_id in [0, 3000)"]},
         "demand": {"epsilon": 0.5},
@@ -52,7 +53,7 @@ def test_the_seed_example_becomes_a_flexible_elastic_claim() -> None:
 
 def test_rdp_pods_name_a_mechanism_calibrated_to_the_granted_epsilon() -> None:
     annotations = {
-        **{k: v for k, v in SEED_EXAMPLE.items() if "number-of-data" not in k},
+        **{k: v for k, v in DESIGN_EXAMPLE.items() if "number-of-data" not in k},
         "dp-mechanism": "subsampled_gaussian",
         "dp-sampling-rate": "0.01",
         "dp-steps": "2000",
@@ -68,7 +69,7 @@ def test_rdp_pods_name_a_mechanism_calibrated_to_the_granted_epsilon() -> None:
     }
     assert spec["max_blocks"] == 4
     claim_spec("ns/pod", spec)
-    explicit = {**SEED_EXAMPLE, "dp-demand": json.dumps({"rdp": [0.1, 0.2]})}
+    explicit = {**DESIGN_EXAMPLE, "dp-demand": json.dumps({"rdp": [0.1, 0.2]})}
     assert claim_from_annotations(explicit)["demand"] == {"rdp": [0.1, 0.2]}
 
 
@@ -91,12 +92,12 @@ def test_rdp_pods_name_a_mechanism_calibrated_to_the_granted_epsilon() -> None:
 )
 def test_malformed_annotations_are_named(change: dict[str, str], field: str, words: str) -> None:
     with pytest.raises(InputError) as caught:
-        claim_from_annotations({**SEED_EXAMPLE, **change})
+        claim_from_annotations({**DESIGN_EXAMPLE, **change})
     assert caught.value.field == field
     assert words in caught.value.reason
 
 
-def test_granted_annotations_follow_the_seed() -> None:
+def test_granted_annotations_follow_the_design() -> None:
     view = {
         "blocks": ["day-1", "day-2"],
         "granted": {"day-1": [0.2], "day-2": [0.2], "day-3": [0.1]},
@@ -172,7 +173,7 @@ def review(annotations: dict[str, str], gates: list[dict[str, str]] | None = Non
 
 
 def test_the_webhook_gates_pods_asking_for_budget(webhook: str) -> None:
-    answer = httpx.post(f"{webhook}/mutate/pods", json=review(SEED_EXAMPLE)).json()
+    answer = httpx.post(f"{webhook}/mutate/pods", json=review(DESIGN_EXAMPLE)).json()
     response = answer["response"]
     assert answer["kind"] == "AdmissionReview"
     assert response["uid"] == "705ab4f5-6393-11e8-b7cc-42010a800002"
@@ -180,7 +181,7 @@ def test_the_webhook_gates_pods_asking_for_budget(webhook: str) -> None:
     patch = json.loads(base64.b64decode(response["patch"]))
     assert patch == [{"op": "add", "path": "/spec/schedulingGates", "value": [{"name": GATE}]}]
     other_gate = [{"name": "example.com/other"}]
-    response = httpx.post(f"{webhook}/mutate/pods", json=review(SEED_EXAMPLE, other_gate)).json()
+    response = httpx.post(f"{webhook}/mutate/pods", json=review(DESIGN_EXAMPLE, other_gate)).json()
     patch = json.loads(base64.b64decode(response["response"]["patch"]))
     assert patch == [{"op": "add", "path": "/spec/schedulingGates/-", "value": {"name": GATE}}]
 
@@ -188,10 +189,10 @@ def test_the_webhook_gates_pods_asking_for_budget(webhook: str) -> None:
 def test_the_webhook_lets_other_pods_through_and_refuses_bad_annotations(webhook: str) -> None:
     plain = httpx.post(f"{webhook}/mutate/pods", json=review({"app": "web"})).json()["response"]
     assert plain == {"uid": "705ab4f5-6393-11e8-b7cc-42010a800002", "allowed": True}
-    not_now = {**SEED_EXAMPLE, "dp-request": "false"}
+    not_now = {**DESIGN_EXAMPLE, "dp-request": "false"}
     done = httpx.post(f"{webhook}/mutate/pods", json=review(not_now)).json()["response"]
     assert "patch" not in done and done["allowed"] is True
-    bad = {**SEED_EXAMPLE, "dp-expected-epsilon": "lots"}
+    bad = {**DESIGN_EXAMPLE, "dp-expected-epsilon": "lots"}
     refused = httpx.post(f"{webhook}/mutate/pods", json=review(bad)).json()["response"]
     assert refused["allowed"] is False
     assert refused["status"]["code"] == 400

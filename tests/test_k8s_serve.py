@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from tests.service_process import ADMIN, free_port, new_database
 from tests.test_k8s_operator import gated_pod
-from tests.test_k8s_pods import SEED_EXAMPLE, review
+from tests.test_k8s_pods import DESIGN_EXAMPLE, review
 
-from dpsched.k8s.emulator import running_cluster, wait_for
+from dpsched.lab.emulator import running_emulated_cluster, wait_until
 
 API = "dpsched.io/v1"
 
@@ -65,7 +65,7 @@ def test_one_process_serves_the_api_the_webhook_and_the_operator(tmp_path: Path)
     cert, key = self_signed(tmp_path)
     trust = ssl.create_default_context(cafile=str(cert))
     port, webhook_port = free_port(), free_port()
-    with running_cluster() as cluster:
+    with running_emulated_cluster() as cluster:
         log = (tmp_path / "serve.log").open("wb")
         process = subprocess.Popen(
             [
@@ -100,8 +100,8 @@ def test_one_process_serves_the_api_the_webhook_and_the_operator(tmp_path: Path)
                     return False
                 return True
 
-            wait_for(up, timeout=60, what="the API and the webhook")
-            answer = httpx.post(f"{webhook}/mutate/pods", json=review(SEED_EXAMPLE), verify=trust)
+            wait_until(up, timeout=60, what="the API and the webhook")
+            answer = httpx.post(f"{webhook}/mutate/pods", json=review(DESIGN_EXAMPLE), verify=trust)
             assert answer.json()["response"]["patchType"] == "JSONPatch"
             block = {"apiVersion": API, "kind": "PrivateBlock", "metadata": {"name": "b"}}
             cluster.create(API, "privateblocks", None, {**block, "spec": {"epsilon": 1.0}})
@@ -109,7 +109,7 @@ def test_one_process_serves_the_api_the_webhook_and_the_operator(tmp_path: Path)
             spec = {"blocks": ["b"], "demand": {"epsilon": 0.5}}
             claim = {"apiVersion": API, "kind": "PrivacyClaim", "metadata": meta, "spec": spec}
             cluster.create(API, "privacyclaims", "team-a", claim)
-            wait_for(
+            wait_until(
                 lambda: (
                     (cluster.get(API, "privacyclaims", "team-a", "c") or {})
                     .get("status", {})
@@ -128,7 +128,7 @@ def test_one_process_serves_the_api_the_webhook_and_the_operator(tmp_path: Path)
             cluster.create(
                 "v1", "pods", "team-a", gated_pod("job", {**wanted, "dp-expected-epsilon": "0.2"})
             )
-            wait_for(
+            wait_until(
                 lambda: (
                     not (cluster.get("v1", "pods", "team-a", "job") or {})
                     .get("spec", {})
@@ -190,7 +190,7 @@ def serve_kubernetes(
         except httpx.HTTPError:
             return False
 
-    wait_for(up, timeout=60, what="dpsched serve --kubernetes")
+    wait_until(up, timeout=60, what="dpsched serve --kubernetes")
     return process
 
 
@@ -199,7 +199,7 @@ def test_a_killed_operator_process_loses_and_doubles_nothing(tmp_path: Path) -> 
     down is applied once by the next one, and nothing is applied twice."""
     db = new_database("sqlite", tmp_path, None)
     port = free_port()
-    with running_cluster() as cluster:
+    with running_emulated_cluster() as cluster:
         process = serve_kubernetes(tmp_path, db, cluster.url, port)
         try:
             block = {"apiVersion": API, "kind": "PrivateBlock", "metadata": {"name": "b"}}
@@ -213,7 +213,7 @@ def test_a_killed_operator_process_loses_and_doubles_nothing(tmp_path: Path) -> 
                 found = cluster.get(API, "privacyclaims", "team-a", "c") or {}
                 return (found.get("status") or {}).get("phase")
 
-            wait_for(lambda: phase() == "Allocated", timeout=30, what="the grant")
+            wait_until(lambda: phase() == "Allocated", timeout=30, what="the grant")
             process.kill()
             process.wait(30)
             patch = {"spec": {"consumedFraction": 0.5}}
@@ -224,7 +224,7 @@ def test_a_killed_operator_process_loses_and_doubles_nothing(tmp_path: Path) -> 
                 found = cluster.get(API, "privacyclaims", "team-a", "c") or {}
                 return float((found.get("status") or {}).get("consumedFraction", 0.0))
 
-            wait_for(lambda: consumed() == 0.5, timeout=30, what="the consumption")
+            wait_until(lambda: consumed() == 0.5, timeout=30, what="the consumption")
             time.sleep(1.0)  # any second application would have landed by now
             uid = made["metadata"]["uid"]
             with httpx.Client(

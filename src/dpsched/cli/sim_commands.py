@@ -57,9 +57,10 @@ def _progress() -> Any:
 
 
 def _reproduce_kubernetes(quick: bool, out: Path, json_out: Path | None) -> None:
-    """DPack Fig. 8 / Tab. 2 through the operator path (`dpsched.k8s.fig8`)."""
+    """DPack Fig. 8 / Tab. 2 through the operator path (`dpsched.lab.fig8`: without the
+    lab extra, its import fails with one line naming it)."""
     from dpsched.cli.tables import rows_table
-    from dpsched.k8s.fig8 import PAPER_ALLOCATED, report
+    from dpsched.lab.fig8 import PAPER_ALLOCATED, report
 
     show = not json_to_stdout(json_out)
     started = time.perf_counter()

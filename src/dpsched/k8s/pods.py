@@ -1,4 +1,9 @@
-"""Pods that ask for budget: the pod-annotation design (seed 003) with a scheduling gate.
+"""Pods that ask for budget: the pod-annotation design, with a scheduling gate.
+
+The design is the note "Pod and Privacy Budget", written for Sage (Lécuyer et al.,
+"Privacy Accounting and Quality Control in the Sage Differentially Private ML
+Platform", SOSP 2019): a Pod states its request (data dimensions, amounts of data and
+budget) in annotations, and what it was granted is written back to its annotations.
 
 A Pod opts in with `dp-mode: "true"` and `dp-request: "true"` and states what it wants
 in annotations (all values are strings; the README's "Run on Kubernetes" has the table):
@@ -36,7 +41,7 @@ REQUEST_KEYS = (
     "dp-expected-epsilon",
     "dp-expected-delta",
 )
-"""What the seed removes once the request is granted."""
+"""What the design removes once the request is granted."""
 RESERVED = frozenset(
     {
         "dp-mode",
@@ -217,7 +222,7 @@ def admission_response(review: dict[str, Any]) -> dict[str, Any]:
 
 
 def granted_annotations(view: dict[str, Any], delta: float | None) -> dict[str, str | None]:
-    """The seed's result annotations for a granted claim (a merge patch: None removes)."""
+    """The design's result annotations for a granted claim (a merge patch: None removes)."""
     acquired = {block: view["granted"][block] for block in view["blocks"]}
     result: dict[str, str | None] = {
         "dp-request": "false",

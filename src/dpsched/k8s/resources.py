@@ -25,6 +25,9 @@ from dpsched.core import BlockSpec, ClaimSpec
 GROUP = "dpsched.io"
 VERSION = "v1"
 API_VERSION = f"{GROUP}/{VERSION}"
+BLOCKS = "privateblocks"
+CLAIMS = "privacyclaims"
+"""The plurals the API server serves the two kinds under (their URL paths)."""
 
 _CAMEL = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 """Kubernetes spells fields in camelCase; Python attributes stay snake_case."""

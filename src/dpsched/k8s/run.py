@@ -17,7 +17,8 @@ import kopf
 import uvicorn
 
 from dpsched.k8s.kube import Connection, KubeApi
-from dpsched.k8s.operator import KOPF_PREFIX, Operator, OperatorConfig
+from dpsched.k8s.operator import Operator, OperatorConfig
+from dpsched.k8s.settling import KOPF_PREFIX
 from dpsched.k8s.webhook import create_webhook_app
 
 

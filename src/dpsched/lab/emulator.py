@@ -1,6 +1,7 @@
 """A Kubernetes API server without a cluster: kmock's emulator, made faithful where an
 operator depends on it, served on loopback. The tests run kopf for real against it, and
-so do the lab (`lab.py`) and the operator benchmark (no kube-apiserver runs here).
+so do the lab's deployment (`deployment.py`) and the operator benchmark (no
+kube-apiserver runs here).
 
 `FaithfulEmulator` is kmock's `KubernetesEmulator` (an in-memory API server) with what a
 real API server adds and kmock leaves out: `metadata.uid`, `creationTimestamp`,
@@ -9,8 +10,9 @@ concurrency (409 on a stale `metadata.resourceVersion`, 422 on a failed JSON-pat
 as kube-apiserver answers); the status subresource (a `/status` write changes only
 `status`, any other write leaves `status` alone); no new version for a no-op patch; a
 watch that cannot lose a write made while it starts; and a bounded record of requests,
-so that long runs stay linear. `Cluster` serves it from a background thread with a
-synchronous client, for tests and experiments that are not async themselves.
+so that long runs stay linear. `EmulatedCluster` serves it from a background thread
+with a synchronous client, for tests and experiments that are not async themselves
+(`wait_until` polls it from such code).
 """
 
 from __future__ import annotations
@@ -325,7 +327,7 @@ def _details(request: kmock.Request) -> Json:
     return {"name": request.name, "group": group, "kind": kind}
 
 
-class Cluster:
+class EmulatedCluster:
     """The emulator (a FaithfulEmulator, or a test's subclass of it) served on loopback
     from a background thread, with a sync client."""
 
@@ -337,7 +339,7 @@ class Cluster:
         self.url = ""
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
-    def start(self) -> Cluster:
+    def start(self) -> EmulatedCluster:
         self._thread.start()
         self.url = str(asyncio.run_coroutine_threadsafe(self._serve(), self.loop).result(30))
         self.http = httpx.Client(base_url=self.url, timeout=10)
@@ -388,7 +390,9 @@ class Cluster:
         return list(reply.json()["items"]) if reply.status_code == 200 else []
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+    """Call `predicate` until it returns something truthy (blocking the thread between
+    calls); return that, or fail the caller after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -400,8 +404,10 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = ""
 
 
 @contextmanager
-def running_cluster(emulator: FaithfulEmulator | None = None) -> Iterator[Cluster]:
-    cluster = Cluster(emulator).start()
+def running_emulated_cluster(
+    emulator: FaithfulEmulator | None = None,
+) -> Iterator[EmulatedCluster]:
+    cluster = EmulatedCluster(emulator).start()
     try:
         yield cluster
     finally:

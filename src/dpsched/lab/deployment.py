@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 import yaml_rs
 
-from dpsched.k8s.emulator import Cluster
 from dpsched.k8s.kube import Connection
 from dpsched.k8s.operator import OperatorConfig
 from dpsched.k8s.run import run_operator
+from dpsched.lab.emulator import EmulatedCluster
 
 
 def _free_port() -> int:
@@ -34,6 +34,10 @@ def _free_port() -> int:
 
 
 class Lab:
+    """The deployment, as a context manager: entering starts the service (and waits for
+    it to answer), the emulated API server and the operator; leaving stops all three and
+    removes the journal. `cluster` is the API server, `admin()` a client of the service."""
+
     def __init__(self, service_config: dict[str, Any], sync_interval: float = 0.1) -> None:
         self.service_config = service_config
         self.sync_interval = sync_interval
@@ -42,7 +46,7 @@ class Lab:
         self.url = f"http://127.0.0.1:{self.port}"
         self._directory = tempfile.TemporaryDirectory(prefix="dpsched-lab-")
         self.directory = Path(self._directory.name)
-        self.cluster = Cluster()
+        self.cluster = EmulatedCluster()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._process: subprocess.Popen[bytes] | None = None

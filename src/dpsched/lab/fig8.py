@@ -1,6 +1,6 @@
 """DPack Fig. 8 and Tab. 2 on the Kubernetes path: the Alibaba-DP workload goes in as
 PrivateBlocks and PrivacyClaims, the operator (kopf) and the service decide, statuses
-come out (`lab.py`: the service process, the emulated API server, the operator).
+come out (`deployment.py`: the service process, the emulated API server, the operator).
 
 Setting (DPack §6.4): 4,190 tasks, 10 offline and 20 online blocks, one online block
 per time unit; offline T = 25, online T = 5. Time is scaled: one unit is `unit_s` wall
@@ -32,9 +32,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from dpsched.budget import Accounting
-from dpsched.k8s.emulator import Cluster
-from dpsched.k8s.lab import Lab
-from dpsched.k8s.operator import TENANT_PREFIX
+from dpsched.k8s.tenants import TENANT_PREFIX
+from dpsched.lab.deployment import Lab
+from dpsched.lab.emulator import EmulatedCluster
 from dpsched.sim.arrivals import claim_arrivals
 from dpsched.sim.config import SimConfig, parse_config
 from dpsched.sim.simulator import Simulator, build_tasks, seeds
@@ -83,12 +83,12 @@ def _claim_spec(task: Task, accounting: Accounting) -> dict[str, Any]:
     return {"blocks": {"most_recent": task.n_blocks}, "demand": demand, "weight": task.weight}
 
 
-def _block(cluster: Cluster, j: int) -> None:
+def _block(cluster: EmulatedCluster, j: int) -> None:
     body = {"apiVersion": API, "kind": "PrivateBlock", "metadata": {"name": f"b{j:04d}"}}
     cluster.create(API, "privateblocks", None, {**body, "spec": {"epsilon": 10.0, "delta": 1e-7}})
 
 
-def _claim(cluster: Cluster, i: int, spec: dict[str, Any]) -> None:
+def _claim(cluster: EmulatedCluster, i: int, spec: dict[str, Any]) -> None:
     meta = {"name": f"t{i:05d}", "namespace": NAMESPACE}
     body = {"apiVersion": API, "kind": "PrivacyClaim", "metadata": meta, "spec": spec}
     cluster.create(API, "privacyclaims", NAMESPACE, body)
@@ -110,7 +110,7 @@ def _claims(lab: Lab) -> list[dict[str, Any]]:
                 return found
 
 
-def _statuses(cluster: Cluster) -> list[str | None]:
+def _statuses(cluster: EmulatedCluster) -> list[str | None]:
     items = cluster.http.get(cluster.path(API, "privacyclaims", NAMESPACE)).json()["items"]
     return [(item.get("status") or {}).get("phase") for item in items]
 

@@ -1,0 +1,125 @@
+"""What a plain install carries: the operator without the lab. dpsched asks for the
+emulator's packages (kmock, jsonpatch, ...) only in the `lab` extra, no module outside
+`dpsched.lab` imports them, the runtime Kubernetes front end imports neither the lab nor
+the simulator, and the one command that needs the lab says which extra to install.
+(jsonpatch still comes with kopf, which requires it: what dpsched controls is that it
+neither asks for it nor uses it outside the lab.)"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dpsched.lab import EXTRA
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "dpsched"
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def names(requirements: list[str]) -> set[str]:
+    """The distribution names of PEP 508 requirements, extras and markers left out."""
+    return {re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower() for r in requirements}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported(path: Path) -> Iterator[str]:
+    """Every module a source file imports, anywhere in it (inside functions too),
+    relative imports resolved."""
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            yield module
+            yield from (f"{module}.{alias.name}" for alias in node.names)
+
+
+def sources(*, outside: str | None = None, under: str | None = None) -> list[Path]:
+    found = [
+        path
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if (outside is None or not module_name(path).startswith(outside))
+        and (under is None or module_name(path).startswith(under))
+    ]
+    assert found, "no sources: the scan looks in the wrong place"
+    return found
+
+
+def offending(paths: list[Path], forbidden: tuple[str, ...]) -> list[str]:
+    return [
+        f"{module_name(path)} imports {name}"
+        for path in paths
+        for name in imported(path)
+        if any(name == f or name.startswith(f + ".") for f in forbidden)
+    ]
+
+
+def test_the_lab_extra_carries_the_emulators_packages_and_a_plain_install_does_not() -> None:
+    runtime = names(PROJECT["dependencies"])
+    extras = PROJECT["optional-dependencies"]
+    assert {"kmock", "jsonpatch"} <= set(EXTRA)
+    assert names(extras["lab"]) == set(EXTRA)
+    assert not runtime & set(EXTRA)
+    assert "dpsched[lab]" in extras["dev"]  # the tests run the operator on the emulator
+
+
+def test_only_the_lab_imports_the_lab_extras_packages() -> None:
+    assert offending(sources(outside="dpsched.lab"), EXTRA) == []
+
+
+def test_the_import_scan_sees_imports_inside_functions() -> None:
+    assert offending(sources(under="dpsched.lab.emulator"), ("kmock",)) != []
+    commands = sources(under="dpsched.cli.sim_commands")
+    assert "dpsched.lab.fig8" in set(imported(commands[0]))  # a lazy import, in a function
+
+
+def test_the_kubernetes_front_end_imports_neither_the_lab_nor_the_simulator() -> None:
+    assert offending(sources(under="dpsched.k8s"), ("dpsched.lab", "dpsched.sim")) == []
+
+
+def test_no_front_end_imports_the_lab_only_the_cli() -> None:
+    outside = [
+        path
+        for path in sources(outside="dpsched.lab")
+        if not module_name(path).startswith("dpsched.cli")
+    ]
+    assert offending(outside, ("dpsched.lab",)) == []
+
+
+@pytest.mark.parametrize("missing", ["kmock", "jsonpatch"])
+def test_reproduce_dpack_8_without_the_lab_extra_names_it(missing: str, tmp_path: Path) -> None:
+    """The package is hidden from this one process (None in sys.modules: its import
+    fails as if it were not installed), the rest of the install being the same."""
+    out = tmp_path / "figures"
+    program = (
+        f"import sys; sys.modules[{missing!r}] = None; "
+        "from dpsched.cli.app import main; "
+        f"sys.argv = ['dpsched', 'reproduce', 'dpack-8', '--quick', '--out', {str(out)!r}]; "
+        "main()"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert run.returncode == 2, run.stderr
+    assert run.stdout == ""
+    assert run.stderr.splitlines() == [
+        f"error: dpsched.lab needs {missing}, which comes with the lab extra: "
+        "pip install 'dpsched[lab]'"
+    ]
+    assert not out.exists()
