@@ -83,7 +83,7 @@ def collect(sim: Simulator, wall_time_s: float) -> SimResult:
     config = sim.config
     ledger = sim.ledger
     fair_n = config.fair_share_n
-    usable = ledger.usable
+    usable = ledger.budget.usable
     claims = []
     delays = []
     total_weight = 0.0
@@ -93,7 +93,9 @@ def collect(sim: Simulator, wall_time_s: float) -> SimResult:
     for claim in ledger.claims:
         counts[claim.state] += 1
         rows = claim.block_index
-        fair = bool(rows_fit(claim.demand, ledger.capacity[rows] / fair_n, usable[rows]).all())
+        fair = bool(
+            rows_fit(claim.demand, ledger.budget.capacity[rows] / fair_n, usable[rows]).all()
+        )
         granted = claim.allocated_at is not None
         delay = claim.allocated_at - claim.arrival if claim.allocated_at is not None else None
         if granted:
@@ -123,7 +125,7 @@ def collect(sim: Simulator, wall_time_s: float) -> SimResult:
         {
             "id": spec.id,
             "arrival": spec.arrival,
-            "unlocked_fraction": float(ledger.unlocked_fraction[j]),
+            "unlocked_fraction": float(ledger.budget.unlocked_fraction[j]),
             "used_fraction": float(used[j]),
             "spent_epsilon": ledger.spent_epsilon(spec.id),
             "delta": spec.delta,

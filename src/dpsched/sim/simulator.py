@@ -229,7 +229,7 @@ class Simulator:
         self._granted_last = bool(outcome.granted)
         self._steps += 1
         used = self.engine.used_fraction()
-        self._timeline.append((now, used, self.ledger.unlocked_fraction.copy()))
+        self._timeline.append((now, used, self.ledger.budget.unlocked_fraction.copy()))
         if self._progress is not None:
             self._progress(self._submitted, len(self.tasks))
 
@@ -260,9 +260,9 @@ class Simulator:
             return False
         if self.ledger.pending_count == 0:
             return True
-        if not self._time_unlocking() or (self.ledger.unlocked_fraction >= 1.0).all():
+        if not self._time_unlocking() or (self.ledger.budget.unlocked_fraction >= 1.0).all():
             return True
-        if (self.ledger.reserved > 0).any():
+        if (self.ledger.budget.reserved > 0).any():
             # Reserved shares count only for their own claims, which the early exit below
             # does not see: wait for unlocking to complete instead.
             return False
