@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dpsched.budget import Accounting
-from dpsched.core import AllUnlocked, BlockSpec, Ledger
+from dpsched.core import AllUnlocked, BlockSpec, Ledger, snapshot
+from dpsched.core.records import LedgerOperation
 
 
 def build(seed: int, n: int, m: int, mode: str) -> Ledger:
@@ -48,10 +49,10 @@ def test_allocating_many_is_allocating_one_by_one(
     ids = data.draw(st.permutations([f"c{i}" for i in range(n)]))
     ids = ids[: data.draw(st.integers(1, n))]
     one_by_one = copy.deepcopy(ledger)
-    events: list[tuple[str, dict[str, Any]]] = []
-    expected_events: list[tuple[str, dict[str, Any]]] = []
-    ledger.listener = lambda op, args: events.append((op, args))
-    one_by_one.listener = lambda op, args: expected_events.append((op, args))
+    events: list[LedgerOperation] = []
+    expected_events: list[LedgerOperation] = []
+    ledger.listener = events.append
+    one_by_one.listener = expected_events.append
 
     granted = ledger.allocate_many(ids, time=1.0)
 
@@ -63,6 +64,6 @@ def test_allocating_many_is_allocating_one_by_one(
     assert granted == expected
     assert events == expected_events
     ledger.listener = one_by_one.listener = None
-    assert ledger.to_dict() == one_by_one.to_dict()
+    assert snapshot.to_dict(ledger) == snapshot.to_dict(one_by_one)
     for name in ("unlocked", "allocated", "spent_units", "holders"):
-        assert np.array_equal(getattr(ledger, name), getattr(one_by_one, name)), name
+        assert np.array_equal(getattr(ledger.budget, name), getattr(one_by_one.budget, name)), name

@@ -32,7 +32,7 @@ def unlocked_at(unlocking: Lifetime, arrival: float, time: float) -> float:
     ledger = Ledger(Accounting("basic"))
     ledger.add_block(BlockSpec(id="b", epsilon=1.0, arrival=arrival))
     unlocking.on_tick(ledger, time)
-    return float(ledger.unlocked_fraction[0])
+    return float(ledger.budget.unlocked_fraction[0])
 
 
 @pytest.mark.parametrize(

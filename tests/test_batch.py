@@ -17,7 +17,15 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from dpsched.budget import Accounting
-from dpsched.core import AllUnlocked, BatchBuilder, BlockSpec, ClaimSpec, ClaimState, Ledger
+from dpsched.core import (
+    AllUnlocked,
+    BatchBuilder,
+    BlockSpec,
+    ClaimSpec,
+    ClaimState,
+    Ledger,
+    snapshot,
+)
 from dpsched.errors import InputError
 
 ALPHAS = (2.0, 4.0, 8.0)
@@ -285,14 +293,14 @@ def test_bulk_submission_matches_one_by_one(
     mode, blocks, unlock, tasks = case
     single = make_ledger(mode, blocks, unlock)
     bulk = make_ledger(mode, blocks, unlock)
-    empty = bulk.to_dict()
+    empty = snapshot.to_dict(bulk)
 
     single_error = one_by_one(single, tasks)
     bulk_error = in_bulk(bulk, tasks)
 
     if single_error is None:
         assert bulk_error is None
-        assert bulk.to_dict() == single.to_dict()
+        assert snapshot.to_dict(bulk) == snapshot.to_dict(single)
         # The pending index is built differently too (one `add_many` of batch arrays).
         ours, theirs = bulk.pending_arrays(), single.pending_arrays()
         assert ours.ids.tolist() == theirs.ids.tolist()
@@ -307,7 +315,7 @@ def test_bulk_submission_matches_one_by_one(
         assert message == "task" + message.removeprefix("task")
         message = f"tasks[{index}]" + message.removeprefix("task")
     assert bulk_error == message
-    assert bulk.to_dict() == empty
+    assert snapshot.to_dict(bulk) == empty
 
 
 # ------------------------------------------------------ deterministic tests
@@ -374,9 +382,9 @@ def test_strict_selectors_refuse_unmatchable_selectors(
     ok = {"id": "t0", "blocks": ["b0"], "demand": {"epsilon": 0.5}}
 
     ledger = web_ledger()
-    before = ledger.to_dict()
+    before = snapshot.to_dict(ledger)
     assert raw_error(ledger, [ok, task], strict=True) == message
-    assert ledger.to_dict() == before
+    assert snapshot.to_dict(ledger) == before
 
     # Without the strict check the same claim is merely rejected.
     relaxed = BatchBuilder(ledger)
@@ -430,11 +438,11 @@ def test_errors_are_reported_in_file_order(second: Any) -> None:
     assert str(info.value) == expected
 
     ledger = web_ledger("rdp")
-    before = ledger.to_dict()
+    before = snapshot.to_dict(ledger)
     ok = {"id": "t0", "blocks": ["b0"], "demand": {"rdp": [0.5, 0.5, 0.5]}}
     tasks = [ok, nan_task] if second is None else [ok, nan_task, second]
     assert raw_error(ledger, tasks) == expected  # at build() when nothing follows
-    assert ledger.to_dict() == before
+    assert snapshot.to_dict(ledger) == before
 
 
 def test_submit_batch_refuses_an_id_already_in_the_ledger() -> None:
@@ -444,11 +452,11 @@ def test_submit_batch_refuses_an_id_already_in_the_ledger() -> None:
     builder.add_raw({"id": "t2", "blocks": ["b1"], "demand": {"epsilon": 0.5}})
     batch = builder.build()
     ledger.submit({"id": "t2", "blocks": ["b2"], "demand": {"epsilon": 1.0}}, time=0.0)
-    before = ledger.to_dict()
+    before = snapshot.to_dict(ledger)
     with pytest.raises(InputError) as info:
         ledger.submit_batch(batch)
     assert str(info.value) == "tasks.t2.id: duplicate task id 't2'"
-    assert ledger.to_dict() == before
+    assert snapshot.to_dict(ledger) == before
 
 
 def test_submit_batch_twice_is_refused_and_changes_nothing() -> None:
@@ -457,10 +465,10 @@ def test_submit_batch_twice_is_refused_and_changes_nothing() -> None:
     builder.add_raw({"id": "t1", "blocks": ["b0"], "demand": {"epsilon": 0.5}})
     batch = builder.build()
     ledger.submit_batch(batch)
-    before = ledger.to_dict()
+    before = snapshot.to_dict(ledger)
     with pytest.raises(InputError, match=r"^tasks\.t1\.id: duplicate task id 't1'$"):
         ledger.submit_batch(batch)
-    assert ledger.to_dict() == before
+    assert snapshot.to_dict(ledger) == before
 
 
 def test_batch_claims_have_read_only_demand_and_their_own_budget_views() -> None:

@@ -4,8 +4,9 @@ journaled, restarts rebuild the exact state, the hash chain catches tampering.""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import sqlalchemy as sa
@@ -13,7 +14,8 @@ from alembic import command
 from alembic.config import Config
 
 from dpsched.budget import Accounting
-from dpsched.core import BlockSpec, PerArrival
+from dpsched.core import BlockSpec, PerArrival, snapshot
+from dpsched.core.records import Operation
 from dpsched.engine import migrations
 from dpsched.engine.audit import verify
 from dpsched.engine.durable import Context, DurableEngine, FrontEndState
@@ -21,6 +23,14 @@ from dpsched.engine.journal import Archived, Entry, Journal
 from dpsched.errors import DpschedError, InputError
 
 ACCOUNTING = Accounting("rdp", (2.0, 4.0, 8.0))
+
+
+@dataclass(frozen=True)
+class TeamJoined(Operation):
+    """A front end's own operation (`Tenants` replays it)."""
+
+    op: ClassVar[str] = "test_team_joined"
+    name: str
 
 
 class Tenants(FrontEndState):
@@ -38,9 +48,9 @@ class Tenants(FrontEndState):
     def load(self, data: dict[str, Any], arrays: dict[str, Any]) -> None:
         self.names = list(data["names"])
 
-    def restore(self, entry: Entry) -> None:
-        assert entry.op == "tenant_add"
-        self.names.append(entry.args["name"])
+    def restore(self, operation: Operation) -> None:
+        assert isinstance(operation, TeamJoined)
+        self.names.append(operation.name)
 
 
 def journal(url: str) -> Journal:
@@ -65,7 +75,7 @@ def some_history(durable: DurableEngine, tenants: Tenants, rounds: int = 6) -> N
     """Blocks, claims, rounds, consumption, a release and a refused operation."""
     who = Context(tenant="team-a", actor="alice")
     tenants.names.append("team-a")
-    durable.record("tenant_add", {"name": "team-a"}, who, 0.0)
+    durable.record(TeamJoined("team-a"), who, 0.0)
     durable.commit()
     for step in range(rounds):
         now = float(step)
@@ -100,16 +110,16 @@ def test_unmigrated_databases_are_refused_with_the_command_to_run(database: str)
 def test_a_restart_rebuilds_the_exact_state(database: str) -> None:
     durable, tenants = open_engine(database)
     some_history(durable, tenants)
-    before = durable.engine.ledger.to_dict()
+    before = snapshot.to_dict(durable.engine.ledger)
     assert durable.staged == 0
     rows = durable.journal.entries()
-    assert rows[0].op == "init" and rows[1].op == "tenant_add"
+    assert rows[0].op == "init" and rows[1].op == "test_team_joined"
     assert {"add_block", "submit", "unlock", "allocate", "consume", "release"} <= {
         r.op for r in rows
     }
     assert all(r.tenant == "team-a" and r.actor == "alice" for r in rows[1:])
     again, tenants_again = open_engine(database)
-    assert again.engine.ledger.to_dict() == before
+    assert snapshot.to_dict(again.engine.ledger) == before
     assert tenants_again.names == ["team-a"]
     assert verify(again.journal).ok
 
@@ -117,11 +127,11 @@ def test_a_restart_rebuilds_the_exact_state(database: str) -> None:
 def test_snapshots_bound_the_replay_and_give_the_same_state(database: str) -> None:
     durable, tenants = open_engine(database, snapshot_every=25)
     some_history(durable, tenants, rounds=8)
-    before = durable.engine.ledger.to_dict()
+    before = snapshot.to_dict(durable.engine.ledger)
     latest = durable.journal.latest_snapshot()
     assert latest is not None and 0 < latest[0] <= durable.journal.last_seq
     again, tenants_again = open_engine(database)
-    assert again.engine.ledger.to_dict() == before
+    assert snapshot.to_dict(again.engine.ledger) == before
     assert tenants_again.names == ["team-a"]
     # The restarted engine keeps working and journaling.
     with again.acting(Context(tenant="team-a"), 20.0) as engine:
@@ -129,31 +139,31 @@ def test_snapshots_bound_the_replay_and_give_the_same_state(database: str) -> No
         engine.round(20.0)
     again.commit()
     third, _ = open_engine(database)
-    assert third.engine.ledger.to_dict() == again.engine.ledger.to_dict()
+    assert snapshot.to_dict(third.engine.ledger) == snapshot.to_dict(again.engine.ledger)
 
 
 def test_nothing_staged_survives_a_crash_before_commit(database: str) -> None:
     durable, tenants = open_engine(database)
     some_history(durable, tenants, rounds=2)
-    committed = durable.engine.ledger.to_dict()
+    committed = snapshot.to_dict(durable.engine.ledger)
     with durable.acting(Context(), 9.0) as engine:
         engine.add_block(BlockSpec(id="lost", capacity=(0.5, 1.0, 1.5)), 9.0)
     assert durable.staged > 0  # the process dies here: no commit
     again, _ = open_engine(database)
-    assert again.engine.ledger.to_dict() == committed
+    assert snapshot.to_dict(again.engine.ledger) == committed
 
 
 def test_a_failed_commit_brings_the_state_back_to_the_journal(database: str) -> None:
     durable, tenants = open_engine(database)
     some_history(durable, tenants, rounds=2)
-    committed = durable.engine.ledger.to_dict()
+    committed = snapshot.to_dict(durable.engine.ledger)
     # Another writer takes the next sequence number: this commit must fail.
     rogue = sa.create_engine(durable.journal.url)
     with rogue.begin() as connection:
         connection.execute(
             sa.text(
                 "INSERT INTO operations (seq, time, op, args, hash) "
-                """VALUES (:seq, 0, 'tenant_add', '{"name": "rogue"}', 'x')"""
+                """VALUES (:seq, 0, 'test_team_joined', '{"name": "rogue"}', 'x')"""
             ),
             {"seq": durable.journal.last_seq + 1},
         )
@@ -162,7 +172,7 @@ def test_a_failed_commit_brings_the_state_back_to_the_journal(database: str) -> 
         engine.add_block(BlockSpec(id="lost", capacity=(0.5, 1.0, 1.5)), 9.0)
     with pytest.raises(sa.exc.IntegrityError):
         durable.commit()
-    assert durable.engine.ledger.to_dict() == committed
+    assert snapshot.to_dict(durable.engine.ledger) == committed
     assert durable.staged == 0
     assert tenants.names == ["team-a", "rogue"]  # what the journal holds, nothing staged
 
@@ -237,7 +247,7 @@ def test_forgotten_claims_leave_the_state_and_are_archived_with_their_operation(
     assert stored.record["state"] == forgotten[0].claim.state.value
     page = durable.journal.archived_page("team-a", 0, 2)
     assert [a.n for a in page] == [1, 2][: len(forgotten)]
-    before = ledger.to_dict()
+    before = snapshot.to_dict(ledger)
     again, _ = open_engine(database)
-    assert again.engine.ledger.to_dict() == before
+    assert snapshot.to_dict(again.engine.ledger) == before
     assert verify(again.journal).ok

@@ -34,16 +34,16 @@ def test_a_round_withdraws_timed_out_claims_before_the_policy_runs() -> None:
 def test_submissions_and_ticks_drive_the_unlocking_strategy() -> None:
     engine = basic_engine(PerArrival(4))
     engine.submit({"id": "a", "blocks": ["b0"], "demand": {"epsilon": 0.1}}, 0)
-    assert engine.ledger.unlocked_fraction.tolist() == [0.25, 0.0]
+    assert engine.ledger.budget.unlocked_fraction.tolist() == [0.25, 0.0]
     rejected = engine.submit({"id": "big", "blocks": ["b1"], "demand": {"epsilon": 2}}, 0)
     assert rejected.state.value == "rejected"
-    assert engine.ledger.unlocked_fraction.tolist() == [0.25, 0.0]  # rejected: no unlock
+    assert engine.ledger.budget.unlocked_fraction.tolist() == [0.25, 0.0]  # rejected: no unlock
     timed = basic_engine(PerStep(2, period=10.0))
-    assert timed.ledger.unlocked_fraction.tolist() == [0.0, 0.0]
+    assert timed.ledger.budget.unlocked_fraction.tolist() == [0.0, 0.0]
     timed.round(5.0)
-    assert timed.ledger.unlocked_fraction.tolist() == [0.5, 0.5]
+    assert timed.ledger.budget.unlocked_fraction.tolist() == [0.5, 0.5]
     timed.round(25.0)
-    assert timed.ledger.unlocked_fraction.tolist() == [1.0, 1.0]
+    assert timed.ledger.budget.unlocked_fraction.tolist() == [1.0, 1.0]
 
 
 def test_could_ever_fit_follows_the_ledger() -> None:

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dpsched.budget import MAX_BUDGET, Accounting
-from dpsched.core import AllUnlocked, BlockSpec, ClaimState, Ledger
+from dpsched.core import AllUnlocked, BlockSpec, ClaimState, Ledger, snapshot
 from dpsched.core.exact import NEVER, SATURATED, units_down, units_up
 from dpsched.core.explain import waiting_reason, waiting_reasons
 from dpsched.engine import Engine
@@ -53,8 +53,8 @@ def check_exact(ledger: Ledger) -> None:
     held = held_by_blocks(ledger)
     for j in range(len(ledger.blocks)):
         if any(h > 0 for h in held[j]):
-            capacity = [true_value(float(c)) for c in ledger.capacity[j]]
-            usable = ledger.usable[j].tolist()
+            capacity = [true_value(float(c)) for c in ledger.budget.capacity[j]]
+            usable = ledger.budget.usable[j].tolist()
             assert any(ok and h <= c for ok, h, c in zip(usable, held[j], capacity, strict=True)), (
                 f"block {j} is over capacity at every order in exact arithmetic"
             )
@@ -134,12 +134,15 @@ def test_exact_units_survive_both_state_formats() -> None:
     engine.round(0.0)
     engine.consume("c0", request_id="u", time=1.0, fraction=1 / 3)
     engine.release("c0", request_id="r", time=1.0)
-    for copy in (Ledger.from_dict(ledger.to_dict()), Ledger.from_arrays(ledger.to_arrays())):
-        assert copy.spent_units.tolist() == ledger.spent_units.tolist()
-        assert copy.capacity_units.tolist() == ledger.capacity_units.tolist()
+    for copy in (
+        snapshot.from_dict(snapshot.to_dict(ledger)),
+        snapshot.from_arrays(snapshot.to_arrays(ledger)),
+    ):
+        assert copy.budget.spent_units.tolist() == ledger.budget.spent_units.tolist()
+        assert copy.budget.capacity_units.tolist() == ledger.budget.capacity_units.tolist()
         check_exact(copy)
     # A third of c0's 0.1 stays spent: 0.0333... is no 12-digit decimal, so rounded up.
-    assert ledger.spent_units[0, 0] == 9 * 10**11 + 33_333_333_334
+    assert ledger.budget.spent_units[0, 0] == 9 * 10**11 + 33_333_333_334
 
 
 decimals = st.sampled_from([0.1, 0.2, 0.3, 0.7, 1 / 3, 0.05, 0.15, 0.25, 0.01, 0.3 + 4e-10])

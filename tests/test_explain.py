@@ -25,6 +25,7 @@ from dpsched.core import (
     PerArrival,
     block_headroom,
     rows_fit,
+    snapshot,
     waiting_reason,
     waiting_reasons,
 )
@@ -122,7 +123,7 @@ def test_per_arrival_unlocking_names_only_the_blocks_that_are_short() -> None:
         )
         unlocking.on_claim_submitted(ledger, claim, 0.0)
     # b0: 1/4 + 1/4 = 50% unlocked, b1: 25%. c2 fits b0 (0.5 <= 0.5), not b1.
-    assert ledger.unlocked_fraction.tolist() == [0.5, 0.25]
+    assert ledger.budget.unlocked_fraction.tolist() == [0.5, 0.25]
     assert both(ledger) == {
         "c1": FITS_NOW,
         "c2": "waits for budget to be unlocked on b1 (25% unlocked)",
@@ -316,7 +317,7 @@ def test_reasons_follow_the_admission_rule(ledger: Ledger, limit: int) -> None:
     pending = ledger.pending()
     reasons = waiting_reasons(ledger)
     assert list(reasons) == [c.id for c in pending]
-    opened = Ledger.from_dict(ledger.to_dict())
+    opened = snapshot.from_dict(snapshot.to_dict(ledger))
     opened.unlock(np.ones(len(opened.blocks)))
     for claim in pending:
         text = reasons[claim.id]
@@ -329,7 +330,9 @@ def test_reasons_follow_the_admission_rule(ledger: Ledger, limit: int) -> None:
         prefix = "not enough budget left on " if view is opened else "waits for budget to be "
         assert text.startswith(prefix), text
         rows = claim.block_index
-        ok = rows_fit(claim.demand, view.unlocked[rows] + claim.reserved, view.usable[rows])
+        ok = rows_fit(
+            claim.demand, view.budget.unlocked[rows] + claim.reserved, view.budget.usable[rows]
+        )
         lacking = [b for b, fits in zip(claim.block_ids, ok.tolist(), strict=True) if not fits]
         assert named == lacking[:3]
         assert text.endswith(

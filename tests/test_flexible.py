@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.test_operations import apply, recorded
 
 from dpsched.budget import Accounting
-from dpsched.core import AllUnlocked, BlockSpec, ClaimState, Ledger, waiting_reasons
+from dpsched.core import AllUnlocked, BlockSpec, ClaimState, Ledger, snapshot, waiting_reasons
 from dpsched.core.flexible import Flex, choose
-from dpsched.core.operations import apply
 from dpsched.core.selectors import DatasetSelector
 from dpsched.engine import Engine
 from dpsched.errors import InputError, LedgerError
@@ -142,8 +142,7 @@ def test_impossible_claims_over_fixed_blocks_are_rejected_and_selectors_wait() -
 
 def test_flexible_claims_round_trip_and_replay() -> None:
     ledger = Ledger(Accounting("basic"))
-    log: list[tuple[str, dict[str, Any]]] = []
-    ledger.listener = lambda op, args: log.append((op, args))
+    log = recorded(ledger)
     engine = Engine(ledger, AllUnlocked(), "fcfs")
     for j, capacity in enumerate([1.0, 1.0, 0.2]):
         engine.add_block(BlockSpec(id=f"b{j}", epsilon=capacity, arrival=j), 0.0)
@@ -156,9 +155,13 @@ def test_flexible_claims_round_trip_and_replay() -> None:
     copy = Ledger(Accounting("basic"))
     for op, args in log:
         apply(copy, op, args)
-    assert copy.to_dict() == ledger.to_dict()
-    assert Ledger.from_arrays(ledger.to_arrays()).to_dict() == ledger.to_dict()
-    assert Ledger.from_dict(ledger.to_dict()).to_dict() == ledger.to_dict()
+    assert snapshot.to_dict(copy) == snapshot.to_dict(ledger)
+    assert snapshot.to_dict(snapshot.from_arrays(snapshot.to_arrays(ledger))) == snapshot.to_dict(
+        ledger
+    )
+    assert snapshot.to_dict(snapshot.from_dict(snapshot.to_dict(ledger))) == snapshot.to_dict(
+        ledger
+    )
 
 
 @pytest.mark.parametrize("field", ["min_data", "expected_data"])
@@ -180,8 +183,8 @@ def test_a_claim_without_a_valid_choice_waits_aside_and_is_never_granted() -> No
         ledger.allocate("c", request_id="try", time=1.0)
     engine.add_block(BlockSpec(id="b1", epsilon=1.0, arrival=1), 1.0)
     assert engine.round(1.0).granted == ["c"] and not ledger.waits_aside("c")
-    copy = Ledger.from_arrays(ledger.to_arrays())
-    assert copy.to_dict() == ledger.to_dict()
+    copy = snapshot.from_arrays(snapshot.to_arrays(ledger))
+    assert snapshot.to_dict(copy) == snapshot.to_dict(ledger)
     engine.submit({**claim(min_blocks=3, timeout=2), "id": "late"}, 1.0)
     assert engine.round(5.0).expired == ["late"]  # aside claims time out like any other
 

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dpsched.budget import Accounting
-from dpsched.core import BlockSpec, Ledger, PerArrival, fits, rows_fit
+from dpsched.core import BlockSpec, Ledger, PerArrival, fits, rows_fit, snapshot
 from dpsched.errors import DpschedError
 from dpsched.policies import POLICIES, schedule_step
 
@@ -54,7 +54,7 @@ def run_sequence(mode: str, ops: list[tuple[object, ...]]) -> None:
     unlock = PerArrival(3)
     submitted = 0
     for step, op in enumerate(ops):
-        before = json.dumps(ledger.to_dict(), sort_keys=True)
+        before = json.dumps(snapshot.to_dict(ledger), sort_keys=True)
         kind = op[0]
         claim_id = (
             f"c{op[1]}" if kind in ("allocate", "consume", "release", "expire", "reserve") else ""
@@ -104,7 +104,7 @@ def run_sequence(mode: str, ops: list[tuple[object, ...]]) -> None:
             elif kind == "reserve":
                 # Up to 1.5x of what may legally be reserved: the excess must be refused.
                 claim = ledger.claim(claim_id)
-                room = np.maximum(ledger.unlocked[claim.block_index], 0.0)
+                room = np.maximum(ledger.budget.unlocked[claim.block_index], 0.0)
                 amount = np.minimum(claim.demand - claim.reserved, room) * float(op[2])
                 ledger.reserve(claim_id, amount, request_id=f"r{step}", time=float(step))
             elif kind == "unlock":
@@ -112,13 +112,13 @@ def run_sequence(mode: str, ops: list[tuple[object, ...]]) -> None:
             else:
                 schedule_step(ledger, POLICIES[str(op[1])], time=float(step))
         except DpschedError:
-            assert json.dumps(ledger.to_dict(), sort_keys=True) == before, (
+            assert json.dumps(snapshot.to_dict(ledger), sort_keys=True) == before, (
                 f"refused {op} changed state"
             )
         assert ledger.invariant_violations() == [], op
         check_fit_answers(ledger)
-        spent = ledger.spent()
-        within = ((spent <= ledger.capacity + 1e-9) & ledger.usable).any(axis=1)
+        spent = ledger.budget.spent()
+        within = ((spent <= ledger.budget.capacity + 1e-9) & ledger.budget.usable).any(axis=1)
         assert (within | ~(spent > 0).any(axis=1)).all()
 
 
@@ -129,20 +129,21 @@ def check_fit_answers(ledger: Ledger) -> None:
     arrays = now.view.arrays
     fast = {str(arrays.ids[i]): bool(now.fit[i]) for i in range(arrays.n) if now.view.alive[i]}
     pending = [c for c in ledger.pending() if not ledger.waits_aside(c.id)]
-    usable = ledger.usable
+    usable = ledger.budget.usable
     slow = {
-        c.id: fits(c.demand, ledger.unlocked[c.block_index], usable[c.block_index]) for c in pending
+        c.id: fits(c.demand, ledger.budget.unlocked[c.block_index], usable[c.block_index])
+        for c in pending
     }
     assert fast == slow
-    touching = now.touching(np.ones(ledger.capacity.shape[0], dtype=bool))
+    touching = now.touching(np.ones(ledger.budget.capacity.shape[0], dtype=bool))
     fast_touch = {str(arrays.ids[i]) for i in np.flatnonzero(touching)}
     slow_touch = {
         c.id
         for c in pending
-        if rows_fit(c.demand, ledger.unlocked[c.block_index], usable[c.block_index]).any()
+        if rows_fit(c.demand, ledger.budget.unlocked[c.block_index], usable[c.block_index]).any()
     }
     assert fast_touch == slow_touch
-    whole = ledger.unlocked + ledger.locked
+    whole = ledger.budget.unlocked + ledger.budget.locked
     ever = any(fits(c.demand, whole[c.block_index], usable[c.block_index]) for c in pending)
     assert ledger.any_pending_could_fit() == ever
 

@@ -15,6 +15,7 @@ from dpsched.core import (
     Lifetime,
     PerArrival,
     PerStep,
+    snapshot,
 )
 from dpsched.errors import InputError, LedgerError
 
@@ -40,8 +41,8 @@ def submit(ledger: Ledger, cid: str, eps: float, blocks: list[str], **extra: obj
     ledger.submit({"id": cid, "blocks": blocks, "demand": {"epsilon": eps}, **extra}, time=0.0)
 
 
-def snapshot(ledger: Ledger) -> str:
-    return json.dumps(ledger.to_dict(), sort_keys=True)
+def state_json(ledger: Ledger) -> str:
+    return json.dumps(snapshot.to_dict(ledger), sort_keys=True)
 
 
 def test_allocate_is_all_or_nothing_and_keeps_the_identity() -> None:
@@ -49,11 +50,11 @@ def test_allocate_is_all_or_nothing_and_keeps_the_identity() -> None:
     submit(ledger, "a", 0.7, ["b0"])
     submit(ledger, "b", 0.5, ["b0", "b1"])
     ledger.allocate("a", request_id="r1", time=1.0)
-    before = snapshot(ledger)
+    before = state_json(ledger)
     with pytest.raises(LedgerError, match=r"claim b.*b0"):
         ledger.allocate("b", request_id="r2", time=1.0)
-    assert snapshot(ledger) == before
-    assert ledger.unlocked[:, 0].tolist() == pytest.approx([0.3, 1.0])
+    assert state_json(ledger) == before
+    assert ledger.budget.unlocked[:, 0].tolist() == pytest.approx([0.3, 1.0])
     assert ledger.invariant_violations() == []
 
 
@@ -61,12 +62,12 @@ def test_operations_are_idempotent_per_request_id() -> None:
     ledger = basic_ledger()
     submit(ledger, "a", 0.4, ["b0"])
     ledger.allocate("a", request_id="r1", time=1.0)
-    after_first = snapshot(ledger)
+    after_first = state_json(ledger)
     ledger.allocate("a", request_id="r1", time=2.0)
-    assert snapshot(ledger) == after_first
+    assert state_json(ledger) == after_first
     ledger.consume("a", request_id="c1", time=3.0, fraction=0.5)
     ledger.consume("a", request_id="c1", time=3.0, fraction=0.5)
-    assert ledger.consumed[0, 0] == pytest.approx(0.2)
+    assert ledger.budget.consumed[0, 0] == pytest.approx(0.2)
     with pytest.raises(LedgerError, match="already used for consume"):
         ledger.release("a", request_id="c1", time=4.0)
 
@@ -82,8 +83,8 @@ def test_consume_part_then_rest_then_nothing_more() -> None:
     ledger.consume("a", request_id="c3", time=2.0, fraction=0.75)
     claim = ledger.claim("a")
     assert claim.state is ClaimState.CONSUMED
-    assert ledger.consumed[:, 0].tolist() == pytest.approx([0.4, 0.4])
-    assert ledger.allocated[:, 0].tolist() == pytest.approx([0.0, 0.0])
+    assert ledger.budget.consumed[:, 0].tolist() == pytest.approx([0.4, 0.4])
+    assert ledger.budget.allocated[:, 0].tolist() == pytest.approx([0.0, 0.0])
     with pytest.raises(LedgerError, match="claim is consumed"):
         ledger.consume("a", request_id="c4", time=3.0)
     submit(ledger, "b", 0.1, ["b0"])
@@ -99,8 +100,8 @@ def test_release_returns_only_the_unconsumed_part() -> None:
     ledger.consume("a", request_id="c", time=0.0, fraction=0.5)
     ledger.release("a", request_id="x", time=1.0)
     assert ledger.claim("a").state is ClaimState.RELEASED
-    assert ledger.unlocked[0, 0] == pytest.approx(0.7)
-    assert ledger.consumed[0, 0] == pytest.approx(0.3)
+    assert ledger.budget.unlocked[0, 0] == pytest.approx(0.7)
+    assert ledger.budget.consumed[0, 0] == pytest.approx(0.3)
     assert ledger.invariant_violations() == []
 
 
@@ -181,7 +182,7 @@ def test_rdp_admission_needs_one_order_and_deducts_the_whole_vector() -> None:
     ledger.submit({"id": "a", "blocks": ["b"], "demand": {"rdp": [0.9, 1.5]}}, time=0.0)
     ledger.submit({"id": "c", "blocks": ["b"], "demand": {"rdp": [0.5, float("inf")]}}, time=0.0)
     ledger.allocate("a", request_id="1", time=0.0)
-    assert ledger.unlocked[0].tolist() == pytest.approx([0.1, -0.5])
+    assert ledger.budget.unlocked[0].tolist() == pytest.approx([0.1, -0.5])
     assert not ledger.can_run("c")
     assert ledger.invariant_violations() == []
 
@@ -192,8 +193,8 @@ def test_infinite_demand_is_never_admitted_at_that_order() -> None:
     ledger.unlock(np.array([1.0]))
     ledger.submit({"id": "a", "blocks": ["b"], "demand": {"rdp": [float("inf"), 0.2]}}, time=0.0)
     ledger.allocate("a", request_id="1", time=0.0)
-    assert np.isfinite(ledger.unlocked).all()
-    assert ledger.unlocked[0, 0] < 0  # order 2 is exhausted for good
+    assert np.isfinite(ledger.budget.unlocked).all()
+    assert ledger.budget.unlocked[0, 0] < 0  # order 2 is exhausted for good
     ledger.submit({"id": "z", "blocks": ["b"], "demand": {"rdp": [0.0, 0.7]}}, time=0.0)
     assert ledger.can_run("z")
 
@@ -204,14 +205,14 @@ def test_state_round_trips_through_json() -> None:
     submit(ledger, "b", 0.2, ["b2"], timeout=3)
     ledger.allocate("a", request_id="r", time=1.0)
     ledger.consume("a", request_id="c", time=2.0, fraction=0.5)
-    restored = Ledger.from_dict(json.loads(json.dumps(ledger.to_dict())))
-    assert restored.to_dict() == ledger.to_dict()
+    restored = snapshot.from_dict(json.loads(json.dumps(snapshot.to_dict(ledger))))
+    assert snapshot.to_dict(restored) == snapshot.to_dict(ledger)
     # The restored ledger behaves the same, including idempotency memory.
     twin = copy.deepcopy(ledger)
     for each in (twin, restored):
         each.consume("a", request_id="c", time=2.0, fraction=0.5)
         each.allocate("b", request_id="r2", time=3.0)
-    assert restored.to_dict() == twin.to_dict()
+    assert snapshot.to_dict(restored) == snapshot.to_dict(twin)
 
 
 def test_per_arrival_unlocking_is_dpf_n() -> None:
@@ -219,34 +220,34 @@ def test_per_arrival_unlocking_is_dpf_n() -> None:
     unlock = PerArrival(4)
     claim = ledger.submit({"id": "a", "blocks": ["b0"], "demand": {"epsilon": 1.0}}, time=0.0)
     unlock.on_claim_submitted(ledger, claim, 0.0)
-    assert ledger.unlocked[:, 0].tolist() == [1.0, 0.0]
+    assert ledger.budget.unlocked[:, 0].tolist() == [1.0, 0.0]
     for i in range(10):
         c = ledger.submit({"id": f"x{i}", "blocks": ["b0"], "demand": {"epsilon": 0.1}}, time=0.0)
         unlock.on_claim_submitted(ledger, c, 0.0)
-    assert ledger.unlocked[0, 0] == pytest.approx(4.0)
-    assert ledger.locked[0, 0] == pytest.approx(0.0)
+    assert ledger.budget.unlocked[0, 0] == pytest.approx(4.0)
+    assert ledger.budget.locked[0, 0] == pytest.approx(0.0)
 
 
 def test_per_step_unlocking_follows_dpack_formula() -> None:
     ledger = basic_ledger(2, epsilon=10.0, unlocked=False)  # arrivals 0 and 1
     unlock = PerStep(n=4, period=2.0)
     unlock.on_tick(ledger, 0.0)
-    assert ledger.unlocked[:, 0].tolist() == [0.0, 0.0]
+    assert ledger.budget.unlocked[:, 0].tolist() == [0.0, 0.0]
     unlock.on_tick(ledger, 2.0)  # ceil(2/2)=1, ceil(1/2)=1
-    assert ledger.unlocked[:, 0].tolist() == pytest.approx([2.5, 2.5])
+    assert ledger.budget.unlocked[:, 0].tolist() == pytest.approx([2.5, 2.5])
     unlock.on_tick(ledger, 4.0)  # ceil(4/2)=2, ceil(3/2)=2
-    assert ledger.unlocked[:, 0].tolist() == pytest.approx([5.0, 5.0])
+    assert ledger.budget.unlocked[:, 0].tolist() == pytest.approx([5.0, 5.0])
     unlock.on_tick(ledger, 100.0)
-    assert ledger.unlocked[:, 0].tolist() == pytest.approx([10.0, 10.0])
+    assert ledger.budget.unlocked[:, 0].tolist() == pytest.approx([10.0, 10.0])
 
 
 def test_lifetime_unlocking_is_linear_and_never_relocks() -> None:
     ledger = basic_ledger(1, epsilon=10.0, unlocked=False)
     unlock = Lifetime(lifetime=5.0)
     unlock.on_tick(ledger, 2.0)
-    assert ledger.unlocked[0, 0] == pytest.approx(4.0)
+    assert ledger.budget.unlocked[0, 0] == pytest.approx(4.0)
     unlock.on_tick(ledger, 1.0)
-    assert ledger.unlocked[0, 0] == pytest.approx(4.0)
+    assert ledger.budget.unlocked[0, 0] == pytest.approx(4.0)
     with pytest.raises(InputError, match=r"unlocking\.lifetime"):
         Lifetime(lifetime=0.0)
 
@@ -255,14 +256,14 @@ def test_consuming_an_explicit_amount_per_block() -> None:
     ledger = basic_ledger(2)
     ledger.submit({"id": "a", "blocks": ["b0", "b1"], "demand": {"epsilon": 0.4}}, time=0.0)
     ledger.allocate("a", request_id="grant", time=0.0)
-    before = ledger.to_dict()
+    before = snapshot.to_dict(ledger)
     with pytest.raises(LedgerError, match=r"more than is left of the grant on blocks \['b1'\]"):
         ledger.consume_amount("a", np.array([[0.1], [0.5]]), request_id="too-much", time=1.0)
     with pytest.raises(InputError, match="amount: must be finite and non-negative"):
         ledger.consume_amount("a", np.array([[-0.1], [0.0]]), request_id="negative", time=1.0)
     with pytest.raises(InputError, match=r"amount: must have shape \(2, 1\)"):
         ledger.consume_amount("a", np.array([0.1]), request_id="shape", time=1.0)
-    assert ledger.to_dict() == before
+    assert snapshot.to_dict(ledger) == before
     claim = ledger.consume_amount("a", np.array([[0.1], [0.0]]), request_id="use", time=1.0)
     assert claim.state.value == "allocated"
     assert claim.consumed[:, 0].tolist() == [0.1, 0.0]
@@ -280,11 +281,14 @@ def test_holders_count_the_claims_holding_each_block() -> None:
     submit(ledger, "b", 0.2, ["b1"])
     for cid in ("a", "b"):
         ledger.allocate(cid, request_id=f"al-{cid}", time=0.0)
-    assert ledger.holders.tolist() == [1, 2]
+    assert ledger.budget.holders.tolist() == [1, 2]
     ledger.consume("a", request_id="use", time=1.0)  # fully consumed: holds no more
     ledger.release("b", request_id="rel", time=1.0)
-    assert ledger.holders.tolist() == [0, 0]
+    assert ledger.budget.holders.tolist() == [0, 0]
     submit(ledger, "c", 0.2, ["b0"])
     ledger.allocate("c", request_id="al-c", time=2.0)
-    for copy_ in (Ledger.from_dict(ledger.to_dict()), Ledger.from_arrays(ledger.to_arrays())):
-        assert copy_.holders.tolist() == [1, 0]
+    for copy_ in (
+        snapshot.from_dict(snapshot.to_dict(ledger)),
+        snapshot.from_arrays(snapshot.to_arrays(ledger)),
+    ):
+        assert copy_.budget.holders.tolist() == [1, 0]

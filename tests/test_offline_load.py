@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 from tests.test_cli import EXAMPLES
 
+from dpsched.core import snapshot
 from dpsched.offline import load_instance
 from dpsched.offline.instance import PROGRESS_EVERY
 
@@ -17,8 +18,8 @@ def test_yaml_and_json_of_one_instance_load_identically(tmp_path: Path) -> None:
         data = yaml.safe_load((EXAMPLES / name).read_text())
         as_json = tmp_path / f"{name}.json"
         as_json.write_text(json.dumps(data))
-        from_yaml = load_instance(EXAMPLES / name).ledger().to_dict()
-        assert load_instance(as_json).ledger().to_dict() == from_yaml
+        from_yaml = snapshot.to_dict(load_instance(EXAMPLES / name).ledger())
+        assert snapshot.to_dict(load_instance(as_json).ledger()) == from_yaml
 
 
 def test_loading_reports_progress_up_to_every_task(tmp_path: Path) -> None:

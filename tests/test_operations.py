@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dpsched.budget import Accounting
-from dpsched.core import AllUnlocked, BlockSpec, Ledger, Lifetime, PerArrival, PerStep
-from dpsched.core.operations import OPERATIONS, apply
+from dpsched.core import AllUnlocked, BlockSpec, Ledger, Lifetime, PerArrival, PerStep, snapshot
+from dpsched.core.records import LedgerOperation, Operation, decode, encode
+from dpsched.core.replay import replay
 from dpsched.engine import Engine
 from dpsched.errors import DpschedError, InputError
 
@@ -26,10 +27,22 @@ UNLOCKINGS = {
 
 
 def recorded(ledger: Ledger) -> list[tuple[str, dict[str, Any]]]:
-    """Reports as a journal would store them: through JSON."""
+    """Reports as a journal stores them: encoded, through JSON."""
     log: list[tuple[str, dict[str, Any]]] = []
-    ledger.listener = lambda op, args: log.append((op, json.loads(json.dumps(args))))
+
+    def hear(operation: LedgerOperation) -> None:
+        op, args = encode(operation)
+        log.append((op, json.loads(json.dumps(args))))
+
+    ledger.listener = hear
     return log
+
+
+def apply(ledger: Ledger, op: str, args: dict[str, Any]) -> None:
+    """Replay one stored row: decoded, then applied."""
+    operation = decode(op, args)
+    assert isinstance(operation, LedgerOperation)
+    replay(ledger, operation)
 
 
 def replayed(accounting: Accounting, log: list[tuple[str, dict[str, Any]]]) -> Ledger:
@@ -134,9 +147,10 @@ def test_replaying_the_reports_rebuilds_the_state_exactly(
     ledger = Ledger(accounting)
     log = recorded(ledger)
     drive(Engine(ledger, UNLOCKINGS[unlocking](), policy), actions)
-    assert {op for op, _ in log} <= set(OPERATIONS)
+    ledger_ops = {op for op, kind in Operation.kinds.items() if issubclass(kind, LedgerOperation)}
+    assert {op for op, _ in log} <= ledger_ops
     copy = replayed(accounting, log)
-    assert copy.to_dict() == ledger.to_dict()
+    assert snapshot.to_dict(copy) == snapshot.to_dict(ledger)
     assert copy.invariant_violations() == []
     fresh = Ledger(accounting)  # a replay, listened to, reports the same operations
     relog = recorded(fresh)
@@ -174,7 +188,7 @@ def test_forgetting_drops_finished_claims_and_their_request_ids_only() -> None:
     engine.round(0.0)
     engine.consume("done", request_id="use", time=1.0)
     engine.release("late", request_id="give-back", time=5.0)
-    spent = ledger.spent().copy()
+    spent = ledger.budget.spent().copy()
     with pytest.raises(DpschedError, match="cannot forget: claim is allocated"):
         ledger.forget(["done", "held"])  # all or nothing
     assert ledger.has_claim("done")
@@ -184,18 +198,18 @@ def test_forgetting_drops_finished_claims_and_their_request_ids_only() -> None:
     assert forgotten[0].request_ids == ("allocate:done", "use")
     assert not ledger.has_claim("done") and ledger.has_claim("late")
     assert ledger.request("use") is None and ledger.request("give-back") is not None
-    assert (ledger.spent() == spent).all()  # what was consumed stays consumed
+    assert (ledger.budget.spent() == spent).all()  # what was consumed stays consumed
     assert log[-1] == ("forget", {"claims": ["done"]})
     assert engine.forget_finished(4.0) == []  # nothing more is due
-    assert replayed(Accounting("basic"), log).to_dict() == ledger.to_dict()
-    copy = Ledger.from_arrays(ledger.to_arrays())
+    assert snapshot.to_dict(replayed(Accounting("basic"), log)) == snapshot.to_dict(ledger)
+    copy = snapshot.from_arrays(snapshot.to_arrays(ledger))
     assert copy.finished_before(10.0) == ["late"]
     assert [f.request_ids for f in copy.forget(["late"])] == [("allocate:late", "give-back")]
 
 
 def test_unknown_operations_are_refused() -> None:
     with pytest.raises(InputError, match="unknown operation 'drop'"):
-        apply(Ledger(Accounting("basic")), "drop", {})
+        decode("drop", {})
 
 
 @settings(max_examples=60, deadline=None)
@@ -206,8 +220,8 @@ def test_the_columnar_state_round_trips_exactly(
     accounting, unlocking, policy, actions = history
     ledger = Ledger(accounting)
     drive(Engine(ledger, UNLOCKINGS[unlocking](), policy), actions)
-    copy = Ledger.from_arrays(ledger.to_arrays())
-    assert copy.to_dict() == ledger.to_dict()
+    copy = snapshot.from_arrays(snapshot.to_arrays(ledger))
+    assert snapshot.to_dict(copy) == snapshot.to_dict(ledger)
     assert [c.id for c in copy.pending()] == [c.id for c in ledger.pending()]
     # The copy keeps working: the same round gives the same grants.
     assert Engine(copy, AllUnlocked(), policy).round(99.0).granted == (
@@ -220,4 +234,6 @@ def test_any_claim_id_survives_the_columnar_state() -> None:
     ledger.add_block(BlockSpec(id="b\u00e9 0", epsilon=1.0))
     for claim_id in ("a\x00b", "émoji 🎉", '"quoted", [json]', " "):
         ledger.submit({"id": claim_id, "blocks": ["b\u00e9 0"], "demand": {"epsilon": 0.1}}, 0)
-    assert Ledger.from_arrays(ledger.to_arrays()).to_dict() == ledger.to_dict()
+    assert snapshot.to_dict(snapshot.from_arrays(snapshot.to_arrays(ledger))) == snapshot.to_dict(
+        ledger
+    )

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dpsched.budget import Accounting
-from dpsched.core import BlockSpec, Ledger, PerStep
+from dpsched.core import BlockSpec, Ledger, PerStep, snapshot
 from dpsched.core.admission import TOLERANCE
 from dpsched.engine import Engine
 from dpsched.policies import lanes as lanes_module
@@ -30,7 +30,7 @@ def _engines(dims: int, n_unlock: int, recompute: int) -> tuple[Engine, Engine]:
         pair.append(
             Engine(ledger, PerStep(n_unlock, period=1.0), "dpack", {"recompute_every": recompute})
         )
-    pair[1].lanes = None
+    pair[1].memory = None
     return pair[0], pair[1]
 
 
@@ -66,13 +66,13 @@ def _drive(run: Run, check_counts: bool = False) -> int:
     claim = 0
     for t in range(run.rounds):
         for _ in range(int(rng.integers(0, 2)) + (t == 0)):
-            j = kept.ledger.capacity.shape[0]
+            j = kept.ledger.budget.capacity.shape[0]
             capacity = rng.choice([0.0, 1.0, 2.0], size=run.dims)
             capacity[0] = max(capacity[0], 1.0)
             block = BlockSpec(id=f"b{j}", capacity=tuple(capacity.tolist()))
             for engine in (kept, fresh):
                 engine.add_block(block, time=float(t))
-        m = kept.ledger.capacity.shape[0]
+        m = kept.ledger.budget.capacity.shape[0]
         for _ in range(int(rng.integers(0, 9))):
             reads = rng.choice(m, size=int(rng.integers(1, min(m, 3) + 1)), replace=False)
             demand = rng.choice(LEVELS, size=run.dims)
@@ -93,27 +93,31 @@ def _drive(run: Run, check_counts: bool = False) -> int:
         granted += len(a.granted)
         if check_counts:
             _assert_fresh_counts(kept)
-    assert kept.ledger.to_dict() == fresh.ledger.to_dict()
+    assert snapshot.to_dict(kept.ledger) == snapshot.to_dict(fresh.ledger)
     return granted
 
 
 def _assert_fresh_counts(engine: Engine) -> None:
     """Every block's kept counts equal an equal-weight knapsack over its pending claims."""
-    ledger, lanes = engine.ledger, engine.lanes
+    ledger, lanes = engine.ledger, engine.memory
     assert lanes is not None
     pending = ledger.pending_arrays()
     if pending.n == 0:
         return
-    needed = np.zeros(ledger.capacity.shape[0], dtype=bool)
+    needed = np.zeros(ledger.budget.capacity.shape[0], dtype=bool)
     needed[pending.entry_block] = True
-    lent = lanes.open(ledger, ledger.pending_view(), needed, ledger.unlocked, pending)
+    lent = lanes.open(
+        ledger, ledger.pending_set.index.view(), needed, ledger.budget.unlocked, pending
+    )
     try:
         counts = lent.counts()
         for j in np.flatnonzero(needed).tolist():
             rows = pending.entry_block == j
             demand = pending.entry_demand[rows]
-            values, _ = knapsack_values(demand, np.ones(demand.shape[0]), ledger.unlocked[j], 0.05)
-            open_orders = ledger.usable[j] & (ledger.unlocked[j] > TOLERANCE)
+            values, _ = knapsack_values(
+                demand, np.ones(demand.shape[0]), ledger.budget.unlocked[j], 0.05
+            )
+            open_orders = ledger.budget.usable[j] & (ledger.budget.unlocked[j] > TOLERANCE)
             assert counts[j][open_orders].tolist() == values[open_orders].tolist(), f"block {j}"
     finally:
         lent.close()
@@ -156,7 +160,7 @@ def test_lanes_of_a_long_run_stay_within_twice_the_pending_claims(
         pending = engine.ledger.pending_arrays()
         largest = max(largest, pending.entry_block.size * 2)  # positions: entries x orders
         engine.round(float(t) + 0.5)
-        assert engine.lanes is not None
+        assert engine.memory is not None
         # A round may add one build (at most every pending entry) after the check.
-        assert engine.lanes.held <= 2 * largest + largest
-    assert engine.lanes.held > 0 and largest < 200
+        assert engine.memory.held <= 2 * largest + largest
+    assert engine.memory.held > 0 and largest < 200

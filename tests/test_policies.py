@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dpsched.budget import Accounting
-from dpsched.core import BlockSpec, Ledger, PerArrival
+from dpsched.core import BlockSpec, Ledger, PerArrival, snapshot
 from dpsched.errors import InputError
 from dpsched.offline import parse_instance, run_policy
 from dpsched.policies import POLICIES, Problem, get_policy, schedule_step
@@ -162,7 +162,10 @@ def test_submission_order_survives_a_snapshot() -> None:
     ledger.unlock(np.ones(1), np.asarray([0]))
     for i in range(12):
         ledger.submit({"id": f"t{i}", "blocks": ["b0"], "demand": {"epsilon": 0.25}}, 0.0)
-    for copy in (Ledger.from_arrays(ledger.to_arrays()), Ledger.from_dict(ledger.to_dict())):
+    for copy in (
+        snapshot.from_arrays(snapshot.to_arrays(ledger)),
+        snapshot.from_dict(snapshot.to_dict(ledger)),
+    ):
         copy.submit({"id": "t12", "blocks": ["b0"], "demand": {"epsilon": 0.25}}, 0.0)
         granted = schedule_step(copy, POLICIES["fcfs"], time=0.0).granted
         assert granted == ["t0", "t1", "t2", "t3"]

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tests.test_ledger import basic_ledger, submit
 
-from dpsched.core import Ledger
+from dpsched.core import Ledger, snapshot
 from dpsched.errors import InputError, LedgerError
 from dpsched.policies import POLICIES, schedule_step
 from dpsched.policies.round_robin import water_fill
@@ -18,8 +18,8 @@ from dpsched.sim.config import parse_config
 from dpsched.sim.simulator import Simulator
 
 
-def snapshot(ledger: Ledger) -> str:
-    return json.dumps(ledger.to_dict(), sort_keys=True)
+def state_json(ledger: Ledger) -> str:
+    return json.dumps(snapshot.to_dict(ledger), sort_keys=True)
 
 
 def test_reservation_is_granted_from_first_and_returned_on_expiry() -> None:
@@ -27,15 +27,15 @@ def test_reservation_is_granted_from_first_and_returned_on_expiry() -> None:
     submit(ledger, "a", 0.6, ["b0"])
     submit(ledger, "b", 0.3, ["b0"])
     ledger.reserve("a", np.array([[0.5]]), request_id="r1", time=0.0)
-    assert ledger.unlocked[0, 0] == pytest.approx(0.5)
-    assert ledger.reserved[0, 0] == pytest.approx(0.5)
+    assert ledger.budget.unlocked[0, 0] == pytest.approx(0.5)
+    assert ledger.budget.reserved[0, 0] == pytest.approx(0.5)
     # The claim's own reservation counts for it, not for others.
     ledger.allocate("a", request_id="r2", time=1.0)
-    assert ledger.unlocked[0, 0] == pytest.approx(0.4)
-    assert ledger.reserved[0, 0] == pytest.approx(0.0)
+    assert ledger.budget.unlocked[0, 0] == pytest.approx(0.4)
+    assert ledger.budget.reserved[0, 0] == pytest.approx(0.0)
     ledger.reserve("b", np.array([[0.2]]), request_id="r3", time=1.0)
     ledger.expire("b", request_id="r4", time=2.0)
-    assert ledger.unlocked[0, 0] == pytest.approx(0.4)
+    assert ledger.budget.unlocked[0, 0] == pytest.approx(0.4)
     assert ledger.claim("b").reserved.sum() == 0.0
     assert ledger.invariant_violations() == []
 
@@ -44,8 +44,8 @@ def test_reservations_survive_a_json_round_trip() -> None:
     ledger = basic_ledger(n_blocks=1)
     submit(ledger, "a", 0.6, ["b0"])
     ledger.reserve("a", np.array([[0.25]]), request_id="r1", time=0.0)
-    copy = Ledger.from_dict(json.loads(snapshot(ledger)))
-    assert snapshot(copy) == snapshot(ledger)
+    copy = snapshot.from_dict(json.loads(state_json(ledger)))
+    assert state_json(copy) == state_json(ledger)
     assert copy.claim("a").reserved[0, 0] == 0.25
 
 
@@ -66,10 +66,10 @@ def test_bad_reservations_are_refused_and_change_nothing(
     submit(ledger, "a", 0.6, ["b0"])
     submit(ledger, "b", 0.9, ["b0"])
     ledger.reserve("a", np.array([[0.6]]), request_id="r0", time=0.0)
-    before = snapshot(ledger)
+    before = state_json(ledger)
     with pytest.raises(error, match=message):
         ledger.reserve(claim, np.array(amount), request_id="r1", time=0.0)
-    assert snapshot(ledger) == before
+    assert state_json(ledger) == before
 
 
 @given(

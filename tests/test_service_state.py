@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from dpsched.budget import Accounting
 from dpsched.core import Ledger
-from dpsched.engine.durable import decode, encode
+from dpsched.engine.durable import decode_snapshot, encode_snapshot
 from dpsched.service.state import KeyDigests, Listing, ServiceState, canonical
 
 
@@ -52,7 +52,7 @@ def test_a_snapshot_keeps_claims_listings_and_archived_digests() -> None:
         state.add_claim("a", f"c{i}", canonical({"id": f"c{i}", "x": [1, 2.5]}))
     state.drop_claims(["a/c1", "a/c3"])
     copy = ServiceState()
-    decode(encode(Ledger(Accounting("basic")), state), copy)
+    decode_snapshot(encode_snapshot(Ledger(Accounting("basic")), state), copy)
     assert copy.claims == state.claims and copy.next_n == 6
     assert list(copy.listing("a").after(0)) == [(1, "a/c0"), (3, "a/c2"), (5, "a/c4")]
     assert copy.archived.might_hold("a/c1") and copy.archived.might_hold("a/c3")

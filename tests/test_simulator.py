@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
-from dpsched.core import ClaimState
+from dpsched.core import ClaimState, snapshot
 from dpsched.policies import POLICIES, problem_from_ledger, schedule_step
 from dpsched.sim.config import load_config, parse_config
 from dpsched.sim.plotting import line_figure, read_table
@@ -211,12 +211,12 @@ def test_steps_on_relevant_claims_decide_like_the_policy_on_every_pending_claim(
     for name, policy in POLICIES.items():
         if name == "optimal":
             continue
-        fast = type(sim.ledger).from_dict(sim.ledger.to_dict())
-        full = type(sim.ledger).from_dict(sim.ledger.to_dict())
+        fast = snapshot.from_dict(snapshot.to_dict(sim.ledger))
+        full = snapshot.from_dict(snapshot.to_dict(sim.ledger))
         granted = 0
         for step, fraction in enumerate((0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0)):
             for ledger in (fast, full):
-                ledger.unlock(np.full(ledger.capacity.shape[0], fraction))
+                ledger.unlock(np.full(ledger.budget.capacity.shape[0], fraction))
             problem = problem_from_ledger(full)
             expected = [problem.ids[i] for i in policy.run(problem).allocated]
             for claim_id in expected:

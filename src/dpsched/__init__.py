@@ -2,8 +2,11 @@
 
 Layers, lower never importing higher: `budget` (privacy arithmetic) -> `core`
 (blocks, claims, ledger, selectors, unlocking) -> `policies` (orderings and the
-scheduling step) -> `engine` (the round every front end runs) -> front ends
-(`offline`, `sim`) -> `cli`.
+scheduling step) -> `engine` (the round every front end runs, and its journal) ->
+`client` (the budget service's HTTP client) -> front ends, which never import one
+another (`offline` schedules, `sim` the simulator, `service` the budget service,
+`k8s` the Kubernetes operator) -> `lab` (experiments across front ends, installed
+with `dpsched[lab]`) -> `cli`. `tests/test_layout.py` holds the package to it.
 
 The public names below are loaded on first use (PEP 562), so `import dpsched`
 (and every CLI start, which imports it as the package of `dpsched.cli`) costs

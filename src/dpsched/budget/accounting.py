@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -64,6 +64,15 @@ class Accounting:
     @property
     def dims(self) -> int:
         return len(self.alphas) if self.mode == "rdp" else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON: what a journal's first row and every snapshot record, so a ledger is
+        never restored under accounting other than the one it was kept in."""
+        return {"mode": self.mode, "alphas": list(self.alphas), "delta": self.delta}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Accounting:
+        return cls(data["mode"], tuple(data["alphas"]), data["delta"])
 
     @property
     def labels(self) -> list[str]:

@@ -1,4 +1,5 @@
-"""`dpsched`: schedule, compare and inspect privacy budget from the terminal.
+"""`dpsched`: schedule, compare and inspect privacy budget from the terminal, run the
+budget service (and the Kubernetes operator) and talk to it.
 
 Every command turns a DpschedError into one line on stderr and exit status 2:
 users see which field is wrong, never a traceback. Commands import what they use
@@ -25,7 +26,8 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
     help="Schedule differential-privacy budget: FCFS, DPF, area, DPack, round robin and the "
-    "exact optimum, offline or simulated online.",
+    "exact optimum, offline or simulated online; serve it to jobs as a budget service (and on "
+    "Kubernetes) and talk to that service.",
 )
 
 

@@ -100,233 +100,244 @@ def _claims_table(claims: list[dict[str, Any]]) -> Any:
     return table
 
 
-def register(app: typer.Typer) -> None:
-    tenant_app = typer.Typer(cls=Group, help="Tenants (admin).", no_args_is_help=True)
-    block_app = typer.Typer(
-        cls=Group, help="Blocks of data and their budget.", no_args_is_help=True
+tenant_app = typer.Typer(cls=Group, help="Tenants (admin).", no_args_is_help=True)
+block_app = typer.Typer(cls=Group, help="Blocks of data and their budget.", no_args_is_help=True)
+claim_app = typer.Typer(cls=Group, help="Claims on budget.", no_args_is_help=True)
+
+
+@tenant_app.command("add", cls=Command)
+@friendly_errors
+def tenant_add(
+    name: Annotated[str, typer.Argument(metavar="NAME")],
+    server: Server = "",
+    token: Token = "",
+    json_out: JsonOut = None,
+) -> None:
+    """Create a tenant; prints its token (shown only this once)."""
+    check_output_file(json_out, "--json")
+    with _service(server, token) as client:
+        created = client.add_tenant(name)
+    _show(json_out, created, lambda d: f"tenant {d['name']}: token {d['token']}")
+
+
+@block_app.command("add", cls=Command)
+@friendly_errors
+def block_add(
+    source: Annotated[str, typer.Argument(metavar="FILE", help="a block, or a list ('-': stdin)")],
+    server: Server = "",
+    token: Token = "",
+    json_out: JsonOut = None,
+) -> None:
+    """Add blocks (admin), each as in the instance format."""
+    check_output_file(json_out, "--json")
+    data = _read_body(source)
+    blocks = data if isinstance(data, list) else [data]
+    with _service(server, token) as client:
+        added = [client.add_block(block) for block in blocks]
+    _show(json_out, added, lambda d: "added " + ", ".join(b["id"] for b in d))
+
+
+@block_app.command("list", cls=Command)
+@friendly_errors
+def block_list(server: Server = "", token: Token = "", json_out: JsonOut = None) -> None:
+    """Every block: spent epsilon and room at its best order."""
+    from rich.table import Table
+
+    check_output_file(json_out, "--json")
+    with _service(server, token) as client:
+        blocks = client.blocks()
+
+    def table(rows: list[dict[str, Any]]) -> Any:
+        out = Table()
+        for column in ("block", "dataset", "spent epsilon", "unlocked", "remaining at best"):
+            out.add_column(column)
+        for b in rows:
+            out.add_row(
+                b["id"],
+                b["dataset"],
+                f"{b['spent_epsilon']:.4g}",
+                f"{b['unlocked_fraction']:.0%}",
+                f"{b['remaining_at_best']:.4g}",
+            )
+        return out
+
+    _show(json_out, blocks, table)
+
+
+@block_app.command("get", cls=Command)
+@friendly_errors
+def block_get(
+    block_id: Annotated[str, typer.Argument(metavar="BLOCK")],
+    server: Server = "",
+    token: Token = "",
+    json_out: JsonOut = None,
+) -> None:
+    """One block, with its budget parts per order."""
+    check_output_file(json_out, "--json")
+    with _service(server, token) as client:
+        block = client.block(block_id)
+    _show(
+        json_out,
+        block,
+        lambda b: (
+            f"{b['id']}: spent epsilon {b['spent_epsilon']:.4g}, "
+            f"{b['unlocked_fraction']:.0%} unlocked, {b['remaining_at_best']:.4g} left at its "
+            "best order"
+        ),
     )
-    claim_app = typer.Typer(cls=Group, help="Claims on budget.", no_args_is_help=True)
-    app.add_typer(tenant_app, name="tenant")
-    app.add_typer(block_app, name="block")
-    app.add_typer(claim_app, name="claim")
 
-    @tenant_app.command("add", cls=Command)
+
+@claim_app.command("submit", cls=Command)
+@friendly_errors
+def claim_submit(
+    source: Annotated[str, typer.Argument(metavar="FILE", help="a claim ('-': stdin)")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="check it; store nothing")] = False,
+    server: Server = "",
+    token: Token = "",
+    json_out: JsonOut = None,
+) -> None:
+    """Submit a claim (a task as in the instance format), or check it with --dry-run."""
+    check_output_file(json_out, "--json")
+    body = _read_body(source)
+    if not isinstance(body, dict):
+        raise InputError("FILE", "must hold one claim (a mapping)")
+    with _service(server, token) as client:
+        if dry_run:
+            checked = client.dry_run(body)
+            _show(
+                json_out,
+                checked,
+                lambda d: "fits now" if d["fits_now"] else f"does not fit now: {d['reason']}",
+            )
+            return
+        claim = client.submit(body)
+    _show(json_out, claim, _claim_line)
+
+
+@claim_app.command("get", cls=Command)
+@friendly_errors
+def claim_get(
+    claim_id: Annotated[str, typer.Argument(metavar="CLAIM")],
+    wait: Annotated[float, typer.Option(metavar="SECONDS", help="long poll")] = 0.0,
+    server: Server = "",
+    token: Token = "",
+    json_out: JsonOut = None,
+) -> None:
+    """A claim: state, blocks, grant, reason."""
+    check_output_file(json_out, "--json")
+    with _service(server, token) as client:
+        claim = client.claim(claim_id, wait=wait)
+    _show(json_out, claim, _claim_line)
+
+
+@claim_app.command("wait", cls=Command)
+@friendly_errors
+def claim_wait(
+    claim_id: Annotated[str, typer.Argument(metavar="CLAIM")],
+    timeout: Annotated[float, typer.Option(metavar="SECONDS")] = 300.0,
+    server: Server = "",
+    token: Token = "",
+    json_out: JsonOut = None,
+) -> None:
+    """Wait until a claim is no longer pending (exit 1 if it still is at the timeout)."""
+    check_output_file(json_out, "--json")
+    with _service(server, token) as client:
+        claim = client.wait_for(claim_id, timeout=timeout)
+    _show(json_out, claim, _claim_line)
+    if claim["state"] == "pending":
+        raise typer.Exit(1)
+
+
+@claim_app.command("list", cls=Command)
+@friendly_errors
+def claim_list(
+    state: Annotated[str | None, typer.Option(metavar="STATE")] = None,
+    server: Server = "",
+    token: Token = "",
+    json_out: JsonOut = None,
+) -> None:
+    """Your claims (all pages), optionally in one state."""
+    check_output_file(json_out, "--json")
+    with _service(server, token) as client:
+        claims = client.all_claims(state)
+    _show(json_out, claims, _claims_table)
+
+
+@claim_app.command("consume", cls=Command)
+@friendly_errors
+def claim_consume(
+    claim_id: Annotated[str, typer.Argument(metavar="CLAIM")],
+    fraction: Annotated[float | None, typer.Option(metavar="F", help="of the grant")] = None,
+    amount: Annotated[
+        list[str] | None,
+        typer.Option(metavar="BLOCK=V1,V2,...", help="explicit amount on a block"),
+    ] = None,
+    request_id: RequestId = None,
+    server: Server = "",
+    token: Token = "",
+    json_out: JsonOut = None,
+) -> None:
+    """Use (part of) a grant for good: a fraction (all by default) or an amount."""
+    check_output_file(json_out, "--json")
+    if fraction is not None and amount:
+        raise InputError("--amount", "give --fraction or --amount, not both")
+    amounts = _amounts(amount) if amount else None
+    with _service(server, token) as client:
+        claim = client.consume(claim_id, fraction, amounts, request_id)
+    _show(json_out, claim, _claim_line)
+
+
+def _finishing(verb: str, summary: str) -> None:
+    """`claim release` and `claim withdraw`: the same arguments, another client call."""
+
+    @claim_app.command(verb, cls=Command, help=summary)
     @friendly_errors
-    def tenant_add(
-        name: Annotated[str, typer.Argument(metavar="NAME")],
-        server: Server = "",
-        token: Token = "",
-        json_out: JsonOut = None,
-    ) -> None:
-        """Create a tenant; prints its token (shown only this once)."""
-        check_output_file(json_out, "--json")
-        with _service(server, token) as client:
-            created = client.add_tenant(name)
-        _show(json_out, created, lambda d: f"tenant {d['name']}: token {d['token']}")
-
-    @block_app.command("add", cls=Command)
-    @friendly_errors
-    def block_add(
-        source: Annotated[
-            str, typer.Argument(metavar="FILE", help="a block, or a list ('-': stdin)")
-        ],
-        server: Server = "",
-        token: Token = "",
-        json_out: JsonOut = None,
-    ) -> None:
-        """Add blocks (admin), each as in the instance format."""
-        check_output_file(json_out, "--json")
-        data = _read_body(source)
-        blocks = data if isinstance(data, list) else [data]
-        with _service(server, token) as client:
-            added = [client.add_block(block) for block in blocks]
-        _show(json_out, added, lambda d: "added " + ", ".join(b["id"] for b in d))
-
-    @block_app.command("list", cls=Command)
-    @friendly_errors
-    def block_list(server: Server = "", token: Token = "", json_out: JsonOut = None) -> None:
-        """Every block: spent epsilon and room at its best order."""
-        from rich.table import Table
-
-        check_output_file(json_out, "--json")
-        with _service(server, token) as client:
-            blocks = client.blocks()
-
-        def table(rows: list[dict[str, Any]]) -> Any:
-            out = Table()
-            for column in ("block", "dataset", "spent epsilon", "unlocked", "remaining at best"):
-                out.add_column(column)
-            for b in rows:
-                out.add_row(
-                    b["id"],
-                    b["dataset"],
-                    f"{b['spent_epsilon']:.4g}",
-                    f"{b['unlocked_fraction']:.0%}",
-                    f"{b['remaining_at_best']:.4g}",
-                )
-            return out
-
-        _show(json_out, blocks, table)
-
-    @block_app.command("get", cls=Command)
-    @friendly_errors
-    def block_get(
-        block_id: Annotated[str, typer.Argument(metavar="BLOCK")],
-        server: Server = "",
-        token: Token = "",
-        json_out: JsonOut = None,
-    ) -> None:
-        """One block, with its budget parts per order."""
-        check_output_file(json_out, "--json")
-        with _service(server, token) as client:
-            block = client.block(block_id)
-        _show(
-            json_out,
-            block,
-            lambda b: (
-                f"{b['id']}: spent epsilon {b['spent_epsilon']:.4g}, "
-                f"{b['unlocked_fraction']:.0%} unlocked, {b['remaining_at_best']:.4g} left at its "
-                "best order"
-            ),
-        )
-
-    @claim_app.command("submit", cls=Command)
-    @friendly_errors
-    def claim_submit(
-        source: Annotated[str, typer.Argument(metavar="FILE", help="a claim ('-': stdin)")],
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="check it; store nothing")] = False,
-        server: Server = "",
-        token: Token = "",
-        json_out: JsonOut = None,
-    ) -> None:
-        """Submit a claim (a task as in the instance format), or check it with --dry-run."""
-        check_output_file(json_out, "--json")
-        body = _read_body(source)
-        if not isinstance(body, dict):
-            raise InputError("FILE", "must hold one claim (a mapping)")
-        with _service(server, token) as client:
-            if dry_run:
-                checked = client.dry_run(body)
-                _show(
-                    json_out,
-                    checked,
-                    lambda d: "fits now" if d["fits_now"] else f"does not fit now: {d['reason']}",
-                )
-                return
-            claim = client.submit(body)
-        _show(json_out, claim, _claim_line)
-
-    @claim_app.command("get", cls=Command)
-    @friendly_errors
-    def claim_get(
+    def finish(
         claim_id: Annotated[str, typer.Argument(metavar="CLAIM")],
-        wait: Annotated[float, typer.Option(metavar="SECONDS", help="long poll")] = 0.0,
-        server: Server = "",
-        token: Token = "",
-        json_out: JsonOut = None,
-    ) -> None:
-        """A claim: state, blocks, grant, reason."""
-        check_output_file(json_out, "--json")
-        with _service(server, token) as client:
-            claim = client.claim(claim_id, wait=wait)
-        _show(json_out, claim, _claim_line)
-
-    @claim_app.command("wait", cls=Command)
-    @friendly_errors
-    def claim_wait(
-        claim_id: Annotated[str, typer.Argument(metavar="CLAIM")],
-        timeout: Annotated[float, typer.Option(metavar="SECONDS")] = 300.0,
-        server: Server = "",
-        token: Token = "",
-        json_out: JsonOut = None,
-    ) -> None:
-        """Wait until a claim is no longer pending (exit 1 if it still is at the timeout)."""
-        check_output_file(json_out, "--json")
-        with _service(server, token) as client:
-            claim = client.wait_for(claim_id, timeout=timeout)
-        _show(json_out, claim, _claim_line)
-        if claim["state"] == "pending":
-            raise typer.Exit(1)
-
-    @claim_app.command("list", cls=Command)
-    @friendly_errors
-    def claim_list(
-        state: Annotated[str | None, typer.Option(metavar="STATE")] = None,
-        server: Server = "",
-        token: Token = "",
-        json_out: JsonOut = None,
-    ) -> None:
-        """Your claims (all pages), optionally in one state."""
-        check_output_file(json_out, "--json")
-        with _service(server, token) as client:
-            claims = client.all_claims(state)
-        _show(json_out, claims, _claims_table)
-
-    @claim_app.command("consume", cls=Command)
-    @friendly_errors
-    def claim_consume(
-        claim_id: Annotated[str, typer.Argument(metavar="CLAIM")],
-        fraction: Annotated[float | None, typer.Option(metavar="F", help="of the grant")] = None,
-        amount: Annotated[
-            list[str] | None,
-            typer.Option(metavar="BLOCK=V1,V2,...", help="explicit amount on a block"),
-        ] = None,
         request_id: RequestId = None,
         server: Server = "",
         token: Token = "",
         json_out: JsonOut = None,
     ) -> None:
-        """Use (part of) a grant for good: a fraction (all by default) or an amount."""
         check_output_file(json_out, "--json")
-        if fraction is not None and amount:
-            raise InputError("--amount", "give --fraction or --amount, not both")
-        amounts = _amounts(amount) if amount else None
         with _service(server, token) as client:
-            claim = client.consume(claim_id, fraction, amounts, request_id)
+            claim = getattr(client, verb)(claim_id, request_id)
         _show(json_out, claim, _claim_line)
 
-    def finishing(verb: str, summary: str) -> None:
-        """`claim release` and `claim withdraw`: the same arguments, another client call."""
 
-        @claim_app.command(verb, cls=Command, help=summary)
-        @friendly_errors
-        def finish(
-            claim_id: Annotated[str, typer.Argument(metavar="CLAIM")],
-            request_id: RequestId = None,
-            server: Server = "",
-            token: Token = "",
-            json_out: JsonOut = None,
-        ) -> None:
-            check_output_file(json_out, "--json")
-            with _service(server, token) as client:
-                claim = getattr(client, verb)(claim_id, request_id)
-            _show(json_out, claim, _claim_line)
+_finishing("release", "Give back the unconsumed part of a grant.")
+_finishing("withdraw", "Withdraw a pending claim, or release an allocated one.")
 
-    finishing("release", "Give back the unconsumed part of a grant.")
-    finishing("withdraw", "Withdraw a pending claim, or release an allocated one.")
 
-    @claim_app.command("explain", cls=Command)
-    @friendly_errors
-    def claim_explain(
-        claim_id: Annotated[str, typer.Argument(metavar="CLAIM")],
-        server: Server = "",
-        token: Token = "",
-        json_out: JsonOut = None,
-    ) -> None:
-        """Why a claim waits: per block, demand against unlocked and remaining budget."""
-        check_output_file(json_out, "--json")
-        with _service(server, token) as client:
-            why = client.explain(claim_id)
+@claim_app.command("explain", cls=Command)
+@friendly_errors
+def claim_explain(
+    claim_id: Annotated[str, typer.Argument(metavar="CLAIM")],
+    server: Server = "",
+    token: Token = "",
+    json_out: JsonOut = None,
+) -> None:
+    """Why a claim waits: per block, demand against unlocked and remaining budget."""
+    check_output_file(json_out, "--json")
+    with _service(server, token) as client:
+        why = client.explain(claim_id)
 
-        def lines(d: dict[str, Any]) -> str:
-            rows = [f"{d['id']}: {d['state']}; {d['reason'] or 'fits'}"]
-            for block, info in d["blocks"].items():
-                now = "fits now" if info["fits_now"] else "does not fit now"
-                ever = "can fit once unlocked" if info["fits_when_unlocked"] else "can never fit"
-                rows.append(f"  {block}: {now}, {ever}")
-            return "\n".join(rows)
+    def lines(d: dict[str, Any]) -> str:
+        rows = [f"{d['id']}: {d['state']}; {d['reason'] or 'fits'}"]
+        for block, info in d["blocks"].items():
+            now = "fits now" if info["fits_now"] else "does not fit now"
+            ever = "can fit once unlocked" if info["fits_when_unlocked"] else "can never fit"
+            rows.append(f"  {block}: {now}, {ever}")
+        return "\n".join(rows)
 
-        _show(json_out, why, lines)
+    _show(json_out, why, lines)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands and command groups to the root app."""
+    app.add_typer(tenant_app, name="tenant")
+    app.add_typer(block_app, name="block")
+    app.add_typer(claim_app, name="claim")
 
 
 def _amounts(values: list[str]) -> dict[str, list[float]]:

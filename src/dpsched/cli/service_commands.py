@@ -1,4 +1,6 @@
-"""The online system's commands: the journal's schema and its audit."""
+"""The online system's commands: `serve` (the budget service, and the Kubernetes
+operator with `--kubernetes`), the journal's schema (`db upgrade`) and its audit
+(`audit verify`)."""
 
 from __future__ import annotations
 
@@ -86,157 +88,163 @@ def _kube_options(
     )
 
 
+commands = typer.Typer()
+"""This module's top-level commands, added to the root app by `register`."""
+
+db_app = typer.Typer(
+    cls=Group,
+    help="The journal database: create or migrate its schema.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+audit_app = typer.Typer(
+    cls=Group,
+    help="Check the journal: it is the audit log.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+
+
+@commands.command(cls=Command)
+@friendly_errors
+def serve(
+    config: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="accounting, alphas and scheduler (YAML)"),
+    ] = None,
+    db: Database = "",
+    host: Annotated[str, typer.Option(metavar="HOST", help="address to listen on")] = ("127.0.0.1"),
+    port: Annotated[int, typer.Option(metavar="PORT", help="port to listen on")] = 8700,
+    kubernetes: Annotated[
+        bool,
+        typer.Option(
+            "--kubernetes",
+            help="also run the Kubernetes operator and the Pod admission webhook",
+        ),
+    ] = False,
+    kube_server: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="API server (default: the in-cluster service account's)",
+        ),
+    ] = None,
+    kube_insecure: Annotated[
+        bool, typer.Option(help="do not verify the API server's certificate (tests)")
+    ] = False,
+    webhook_port: Annotated[
+        int, typer.Option(metavar="PORT", help="admission webhook port (0: none)")
+    ] = 8443,
+    tls_cert: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="webhook TLS certificate")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(metavar="FILE", help="its key")] = None,
+    peering: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="kopf peering: replicas elect one operator"),
+    ] = None,
+) -> None:
+    """Run the budget service: the REST API, the scheduling loop and the journal.
+
+    The admin token is read from $DPSCHED_ADMIN_TOKEN (required). The database must
+    be migrated first (`dpsched db upgrade`). With `--kubernetes`, the same process
+    also runs the operator (PrivateBlock and PrivacyClaim resources, gated Pods) and
+    the Pod admission webhook, over the same engine.
+    """
+    token = os.environ.get("DPSCHED_ADMIN_TOKEN", "").strip()
+    if not token:
+        raise InputError(
+            "DPSCHED_ADMIN_TOKEN", "set it to the admin token before starting the service"
+        )
+    kube = (
+        _kube_options(kube_server, kube_insecure, host, webhook_port, (tls_cert, tls_key), peering)
+        if kubernetes
+        else None
+    )
+    from dpsched.service.app import Settings, create_app
+    from dpsched.service.config import load_service_config
+
+    settings = Settings(db=_database(db), config=load_service_config(config), admin_token=token)
+    _port_free(host, port)
+    service = create_app(settings)
+    import uvicorn
+
+    errors.print(f"dpsched serving on http://{host}:{port} (journal: {settings.db})")
+    if kube is not None:
+        import asyncio
+
+        from dpsched.k8s.run import serve_all
+
+        errors.print(f"dpsched operator: watching {kube.connection.server}")
+        asyncio.run(serve_all(service, host, port, token, kube))
+        return
+    uvicorn.run(
+        service,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@db_app.command("upgrade", cls=Command)
+@friendly_errors
+def upgrade(db: Database = "", json_out: JsonOut = None) -> None:
+    """Create the journal's tables, or migrate them to this version's schema."""
+    from dpsched.engine.journal import Journal
+
+    check_output_file(json_out, "--json")
+    url = _database(db)
+    revision = Journal(url, check=False).upgrade()
+    if not json_to_stdout(json_out):
+        console.print(f"{url}: schema at revision {revision}", highlight=False, soft_wrap=True)
+    if json_out is not None:
+        write_json(json_out, {"db": url, "revision": revision})
+
+
+@audit_app.command("verify", cls=Command)
+@friendly_errors
+def audit_verify(db: Database = "", json_out: JsonOut = None) -> None:
+    """Replay the journal from its first row: check the hash chain and the budget
+    invariant after every operation, and report the first bad row (exit 1)."""
+    from dpsched.engine.audit import verify
+    from dpsched.engine.journal import Journal
+
+    check_output_file(json_out, "--json")
+    url = _database(db)
+    report = verify(Journal(url))
+    if not json_to_stdout(json_out):
+        if report.ok:
+            console.print(
+                f"{url}: {report.rows} rows verified, all sound",
+                highlight=False,
+                soft_wrap=True,
+            )
+        else:
+            errors.print(
+                f"{url}: row {report.bad_row} is bad: {report.problem} "
+                f"({report.rows} rows before it verified)",
+                markup=False,
+            )
+    if json_out is not None:
+        write_json(
+            json_out,
+            {
+                "db": url,
+                "ok": report.ok,
+                "rows": report.rows,
+                "bad_row": report.bad_row,
+                "problem": report.problem,
+            },
+        )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
-    db_app = typer.Typer(
-        cls=Group,
-        help="The journal database: create or migrate its schema.",
-        no_args_is_help=True,
-        rich_markup_mode="markdown",
-    )
-    audit_app = typer.Typer(
-        cls=Group,
-        help="Check the journal: it is the audit log.",
-        no_args_is_help=True,
-        rich_markup_mode="markdown",
-    )
+    """Add this module's commands and command groups to the root app."""
+    app.registered_commands += commands.registered_commands
     app.add_typer(db_app, name="db")
     app.add_typer(audit_app, name="audit")
-
-    @app.command(cls=Command)
-    @friendly_errors
-    def serve(
-        config: Annotated[
-            Path | None,
-            typer.Option(metavar="FILE", help="accounting, alphas and scheduler (YAML)"),
-        ] = None,
-        db: Database = "",
-        host: Annotated[str, typer.Option(metavar="HOST", help="address to listen on")] = (
-            "127.0.0.1"
-        ),
-        port: Annotated[int, typer.Option(metavar="PORT", help="port to listen on")] = 8700,
-        kubernetes: Annotated[
-            bool,
-            typer.Option(
-                "--kubernetes",
-                help="also run the Kubernetes operator and the Pod admission webhook",
-            ),
-        ] = False,
-        kube_server: Annotated[
-            str | None,
-            typer.Option(
-                metavar="URL",
-                help="API server (default: the in-cluster service account's)",
-            ),
-        ] = None,
-        kube_insecure: Annotated[
-            bool, typer.Option(help="do not verify the API server's certificate (tests)")
-        ] = False,
-        webhook_port: Annotated[
-            int, typer.Option(metavar="PORT", help="admission webhook port (0: none)")
-        ] = 8443,
-        tls_cert: Annotated[
-            Path | None, typer.Option(metavar="FILE", help="webhook TLS certificate")
-        ] = None,
-        tls_key: Annotated[Path | None, typer.Option(metavar="FILE", help="its key")] = None,
-        peering: Annotated[
-            str | None,
-            typer.Option(metavar="NAME", help="kopf peering: replicas elect one operator"),
-        ] = None,
-    ) -> None:
-        """Run the budget service: the REST API, the scheduling loop and the journal.
-
-        The admin token is read from $DPSCHED_ADMIN_TOKEN (required). The database must
-        be migrated first (`dpsched db upgrade`). With `--kubernetes`, the same process
-        also runs the operator (PrivateBlock and PrivacyClaim resources, gated Pods) and
-        the Pod admission webhook, over the same engine.
-        """
-        token = os.environ.get("DPSCHED_ADMIN_TOKEN", "").strip()
-        if not token:
-            raise InputError(
-                "DPSCHED_ADMIN_TOKEN", "set it to the admin token before starting the service"
-            )
-        kube = (
-            _kube_options(
-                kube_server, kube_insecure, host, webhook_port, (tls_cert, tls_key), peering
-            )
-            if kubernetes
-            else None
-        )
-        from dpsched.service.app import Settings, create_app
-        from dpsched.service.config import load_service_config
-
-        settings = Settings(db=_database(db), config=load_service_config(config), admin_token=token)
-        _port_free(host, port)
-        service = create_app(settings)
-        import uvicorn
-
-        errors.print(f"dpsched serving on http://{host}:{port} (journal: {settings.db})")
-        if kube is not None:
-            import asyncio
-
-            from dpsched.k8s.run import serve_all
-
-            errors.print(f"dpsched operator: watching {kube.connection.server}")
-            asyncio.run(serve_all(service, host, port, token, kube))
-            return
-        uvicorn.run(
-            service,
-            host=host,
-            port=port,
-            loop="uvloop",
-            http="httptools",
-            log_level="warning",
-            access_log=False,
-        )
-
-    @db_app.command("upgrade", cls=Command)
-    @friendly_errors
-    def upgrade(db: Database = "", json_out: JsonOut = None) -> None:
-        """Create the journal's tables, or migrate them to this version's schema."""
-        from dpsched.engine.journal import Journal
-
-        check_output_file(json_out, "--json")
-        url = _database(db)
-        revision = Journal(url, check=False).upgrade()
-        if not json_to_stdout(json_out):
-            console.print(f"{url}: schema at revision {revision}", highlight=False, soft_wrap=True)
-        if json_out is not None:
-            write_json(json_out, {"db": url, "revision": revision})
-
-    @audit_app.command("verify", cls=Command)
-    @friendly_errors
-    def audit_verify(db: Database = "", json_out: JsonOut = None) -> None:
-        """Replay the journal from its first row: check the hash chain and the budget
-        invariant after every operation, and report the first bad row (exit 1)."""
-        from dpsched.engine.audit import verify
-        from dpsched.engine.journal import Journal
-
-        check_output_file(json_out, "--json")
-        url = _database(db)
-        report = verify(Journal(url))
-        if not json_to_stdout(json_out):
-            if report.ok:
-                console.print(
-                    f"{url}: {report.rows} rows verified, all sound",
-                    highlight=False,
-                    soft_wrap=True,
-                )
-            else:
-                errors.print(
-                    f"{url}: row {report.bad_row} is bad: {report.problem} "
-                    f"({report.rows} rows before it verified)",
-                    markup=False,
-                )
-        if json_out is not None:
-            write_json(
-                json_out,
-                {
-                    "db": url,
-                    "ok": report.ok,
-                    "rows": report.rows,
-                    "bad_row": report.bad_row,
-                    "problem": report.problem,
-                },
-            )
-        if not report.ok:
-            raise typer.Exit(1)

@@ -127,7 +127,7 @@ class BatchBuilder:
         self._claim_id(spec.id, field)
         if self._strict and spec.blocks is not None:
             self._check_selector(spec.blocks, f"{field}.blocks")
-        block_ids, rows, flex, _valid = self._ledger.resolve(spec, field)
+        block_ids, rows, flex, _valid = self._ledger.resolver.resolve(spec, field)
         index = [self._where[b] for b in block_ids]
         timeout = math.nan if spec.timeout is None else spec.timeout
         self._append(
@@ -141,7 +141,7 @@ class BatchBuilder:
         )
         self._flex.append(flex)
         self._elastic.append(spec.demand if isinstance(spec.demand, ElasticDemand) else None)
-        self._ceiling.append(self._ledger.ceiling_row(spec, field))
+        self._ceiling.append(self._ledger.resolver.ceiling_row(spec, field))
         self._row_start.append(len(self._rows))
         self._per_block.append(True)
         self._rows.extend(rows)
@@ -223,7 +223,7 @@ class BatchBuilder:
             if len(distinct) != len(blocks):
                 return None
             if not distinct <= self._where.keys():
-                blocks = self._ledger.known_blocks(blocks, None, f"tasks.{claim_id}")
+                blocks = self._ledger.resolver.known_blocks(blocks, None, f"tasks.{claim_id}")
             return tuple(map(self._canonical.__getitem__, blocks)), list(
                 map(self._where.__getitem__, blocks)
             )
@@ -242,7 +242,9 @@ class BatchBuilder:
         field = f"tasks.{claim_id}"
         if self._strict:
             self._check_selector(selector, f"{field}.blocks")
-        selected = self._ledger.known_blocks(selector.select(self._ledger.blocks), None, field)
+        selected = self._ledger.resolver.known_blocks(
+            selector.select(self._ledger.blocks), None, field
+        )
         cached = (
             tuple(map(self._canonical.__getitem__, selected)),
             tuple(map(self._where.__getitem__, selected)),

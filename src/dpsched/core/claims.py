@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any, Self
@@ -225,3 +226,47 @@ class ClaimBatch:
     @property
     def n(self) -> int:
         return len(self.ids)
+
+    def new_claims(self, demand: np.ndarray, first: int) -> list[Claim]:
+        """The claims of a batch, pending, numbered in submission order from `first`; their
+        arrays are views into shared batch arrays."""
+        # allocated, consumed, reserved: np.zeros maps untouched zero pages, so claims that
+        # never get budget cost no memory here.
+        allocated, consumed, reserved = (np.zeros(demand.shape) for _ in range(3))
+        timeouts = [None if math.isnan(t) else t for t in self.timeout.tolist()]
+        bounds = self.indptr.tolist()
+        index = self.block_index
+        claims = [
+            Claim(
+                claim_id,
+                weight,
+                arrival,
+                timeout,
+                block_ids,
+                index[lo:hi],
+                demand[lo:hi],
+                ClaimState.PENDING,
+                allocated[lo:hi],
+                consumed[lo:hi],
+                reserved[lo:hi],
+            )
+            for claim_id, weight, arrival, timeout, block_ids, lo, hi in zip(
+                self.ids,
+                self.weight.tolist(),
+                self.arrival.tolist(),
+                timeouts,
+                self.block_ids,
+                bounds[:-1],
+                bounds[1:],
+                strict=True,
+            )
+        ]
+        for i, claim in enumerate(claims, first):
+            claim.submitted = i
+        for i, flex in enumerate(self.flex or []):
+            claims[i].flex = flex
+        for i, elastic in enumerate(self.elastic or []):
+            claims[i].elastic = elastic
+        for i, ceiling in enumerate(self.ceiling or []):
+            claims[i].ceiling = ceiling
+        return claims

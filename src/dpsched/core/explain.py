@@ -17,6 +17,7 @@ from dpsched.core.admission import TOLERANCE
 from dpsched.core.claims import Claim, ClaimState
 from dpsched.core.ledger import Ledger
 from dpsched.core.pending import PendingArrays, stacked
+from dpsched.core.resolution import aside_reason
 
 SHOWN_BLOCKS = 3
 """Blocks named in one reason; the rest are counted."""
@@ -39,9 +40,9 @@ class Headroom:
 
 def block_headroom(ledger: Ledger) -> list[Headroom]:
     """Per block, the remaining budget (capacity - allocated - consumed) at its best order."""
-    remaining = ledger.remaining()
-    capacity = ledger.capacity
-    usable = ledger.usable
+    remaining = ledger.budget.remaining()
+    capacity = ledger.budget.capacity
+    usable = ledger.budget.usable
     with np.errstate(divide="ignore", invalid="ignore"):
         fraction = np.where(usable, remaining / np.where(usable, capacity, 1.0), -np.inf)
     best = np.argmax(fraction, axis=1) if fraction.size else np.zeros(0, dtype=np.int64)
@@ -66,9 +67,11 @@ def waiting_reasons(ledger: Ledger, limit: int | None = None) -> dict[str, str]:
         keep[:limit] = True
         arrays = arrays.subset(keep)
     reasons = _explain(ledger, arrays)
-    for claim_id in ledger.aside():  # flexible claims with no valid choice: not in the arrays
+    for (
+        claim_id
+    ) in ledger.pending_set.aside:  # flexible claims with no valid choice: not in the arrays
         if limit is None or len(reasons) < limit:
-            reasons[claim_id] = ledger.aside_reason(claim_id)
+            reasons[claim_id] = aside_reason(ledger.claim(claim_id))
     return reasons
 
 
@@ -77,10 +80,10 @@ def waiting_reason(ledger: Ledger, claim: Claim) -> str:
     if claim.state is not ClaimState.PENDING:
         return f"not pending: {claim.state.value}"
     if ledger.waits_aside(claim.id):
-        return ledger.aside_reason(claim.id)
+        return aside_reason(claim)
     rows = claim.block_index
-    room = ledger.unlocked[rows] + claim.reserved + TOLERANCE
-    if ((claim.demand <= room) & ledger.usable[rows]).any(axis=1).all():
+    room = ledger.budget.unlocked[rows] + claim.reserved + TOLERANCE
+    if ((claim.demand <= room) & ledger.budget.usable[rows]).any(axis=1).all():
         # the common answer, without building the general case's arrays
         return _fits_now_reason(ledger, claim.block_ids, rows, claim.demand)
     # The claim's own rows as a one-claim CSR: the cost does not grow with the ledger.
@@ -92,11 +95,11 @@ def _explain(ledger: Ledger, arrays: PendingArrays) -> dict[str, str]:
         return {}
     blocks = arrays.entry_block
     demand = arrays.entry_demand
-    usable = ledger.usable[blocks]
-    unlocked = ledger.unlocked[blocks]
-    if ledger.reserved.any():  # round robin: a claim's reservation is available to it
+    usable = ledger.budget.usable[blocks]
+    unlocked = ledger.budget.unlocked[blocks]
+    if ledger.budget.reserved.any():  # round robin: a claim's reservation is available to it
         unlocked = unlocked + np.vstack([c.reserved for c in arrays.claims.tolist()])
-    whole = unlocked + ledger.locked[blocks]
+    whole = unlocked + ledger.budget.locked[blocks]
     fits_now = ((demand <= unlocked + TOLERANCE) & usable).any(axis=1)
     fits_ever = ((demand <= whole + TOLERANCE) & usable).any(axis=1)
     n = arrays.n
@@ -129,13 +132,13 @@ def _explain(ledger: Ledger, arrays: PendingArrays) -> dict[str, str]:
     for owner, j, fraction in zip(
         claim_of[shown].tolist(),
         blocks[shown].tolist(),
-        ledger.unlocked_fraction[blocks[shown]].tolist(),
+        ledger.budget.unlocked_fraction[blocks[shown]].tolist(),
         strict=True,
     ):
         parts.setdefault(owner, []).append(f"{names[j]} ({fraction:.0%} unlocked)")
     # Claims that plan to fit now: does the ledger's exact check agree?
     planned = np.flatnonzero(((n_missing == 0) & (n_locked == 0))[claim_of])
-    refused = planned[~ledger.within_capacity(blocks[planned], demand[planned])]
+    refused = planned[~ledger.budget.within_capacity(blocks[planned], demand[planned])]
     over_by_a_hair: dict[int, list[str]] = {}
     for owner, j in zip(claim_of[refused].tolist(), blocks[refused].tolist(), strict=True):
         over_by_a_hair.setdefault(owner, []).append(names[j])
@@ -159,7 +162,7 @@ def _fits_now_reason(
     ledger: Ledger, block_ids: list[str] | tuple[str, ...], rows: np.ndarray, demand: np.ndarray
 ) -> str:
     """FITS_NOW, unless the ledger's exact check refuses what the policies' slack allows."""
-    over = np.flatnonzero(~ledger.within_capacity(rows, demand))
+    over = np.flatnonzero(~ledger.budget.within_capacity(rows, demand))
     if over.size:
         return OVER_BY_A_HAIR.format(", ".join(block_ids[k] for k in over.tolist()))
     return FITS_NOW
@@ -197,12 +200,12 @@ def block_fit(
     """Per block of a demand (one row each): the demand, unlocked and remaining budget per
     order, and whether it fits now and whether it could once everything is unlocked (at
     some usable order, the admission rule). `reserved`: what is already set aside for it."""
-    usable = ledger.usable[block_index]
-    unlocked = ledger.unlocked[block_index] + (0.0 if reserved is None else reserved)
-    whole = unlocked + ledger.locked[block_index]
+    usable = ledger.budget.usable[block_index]
+    unlocked = ledger.budget.unlocked[block_index] + (0.0 if reserved is None else reserved)
+    whole = unlocked + ledger.budget.locked[block_index]
     fits_now = ((demand <= unlocked + TOLERANCE) & usable).any(axis=1).tolist()
     fits_ever = ((demand <= whole + TOLERANCE) & usable).any(axis=1).tolist()
-    remaining = ledger.remaining()[block_index]
+    remaining = ledger.budget.remaining()[block_index]
     return [
         {
             "demand": demand[k].tolist(),

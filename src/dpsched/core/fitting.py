@@ -22,77 +22,19 @@ A release lowers s and breaks the lower bounds: the ledger then forgets them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dpsched.core.admission import TOLERANCE, claims_from_entries
-
-if TYPE_CHECKING:
-    from dpsched.core.pending import PendingArrays, PendingView
+from dpsched.core.block_budget import BlockBudget
+from dpsched.core.fit_hints import FitHints
+from dpsched.core.pending import PendingArrays, PendingIndex, PendingView
 
 CHUNK = 1 << 16
 """Entries whose thresholds are computed together."""
 MARGIN = 1e-6
 """Slack, in fractions of capacity, around every bound: far above the rounding between
 the ledger's unlocked budget and f * capacity - spent, so nothing is ever missed."""
-
-
-@dataclass
-class FitHints:
-    """Per pending entry: a lower bound on its threshold and the order that attained it
-    (-1: unknown). Per claim: the lower bound and block of one entry that kept it from
-    fitting (its witness; -inf: none), copied out so that skipping a claim reads two
-    small contiguous arrays; and the same bound for the whole remaining budget."""
-
-    theta: np.ndarray
-    order: np.ndarray
-    bar: np.ndarray
-    bar_block: np.ndarray
-    bar_entry: np.ndarray
-    """The witness's position among its claim's entries."""
-    bar_whole: np.ndarray
-    bar_static: np.ndarray
-    """The witness's least demand over capacity across usable orders: a bound that no
-    grant makes stale. A claim whose witness block has less room than that at every
-    order (`_candidates`) is skipped without refreshing its threshold: online, most
-    pending claims wait on blocks that each step's grants use up again."""
-
-    @classmethod
-    def unknown(cls, claims: int, entries: int) -> FitHints:
-        # theta -1 is below any fraction, and without an order there is no upper bound:
-        # unknown entries always get a fresh threshold.
-        return cls(
-            theta=np.full(entries, -1.0),
-            order=np.full(entries, -1, dtype=np.int64),
-            bar=np.full(claims, -np.inf),
-            bar_block=np.zeros(claims, dtype=np.int64),
-            bar_entry=np.zeros(claims, dtype=np.int64),
-            bar_whole=np.full(claims, -np.inf),
-            bar_static=np.full(claims, -np.inf),
-        )
-
-    def subset(self, keep: np.ndarray, entry_keep: np.ndarray) -> FitHints:
-        return FitHints(
-            theta=self.theta[entry_keep],
-            order=self.order[entry_keep],
-            bar=self.bar[keep],
-            bar_block=self.bar_block[keep],
-            bar_entry=self.bar_entry[keep],
-            bar_whole=self.bar_whole[keep],
-            bar_static=self.bar_static[keep],
-        )
-
-    def extend(self, other: FitHints) -> FitHints:
-        return FitHints(
-            theta=np.concatenate([self.theta, other.theta]),
-            order=np.concatenate([self.order, other.order]),
-            bar=np.concatenate([self.bar, other.bar]),
-            bar_block=np.concatenate([self.bar_block, other.bar_block]),
-            bar_entry=np.concatenate([self.bar_entry, other.bar_entry]),
-            bar_whole=np.concatenate([self.bar_whole, other.bar_whole]),
-            bar_static=np.concatenate([self.bar_static, other.bar_static]),
-        )
 
 
 @dataclass(frozen=True)
@@ -288,3 +230,18 @@ def any_fits(view: PendingView, hints: FitHints, budget: BudgetState) -> bool:
             return True
         start, size = start + size, size * 4
     return False
+
+
+def fit_now(index: PendingIndex, budget: BlockBudget) -> PendingFit:
+    """The pending claims against the unlocked budget as it stands."""
+    state = BudgetState(
+        budget.unlocked_fraction, budget.unlocked, budget.committed(), budget.capacity
+    )
+    return pending_fit(index.view(), index.hints, state)
+
+
+def could_fit_unlocked(index: PendingIndex, budget: BlockBudget) -> bool:
+    """Would some pending claim fit once all remaining budget is unlocked?"""
+    whole = budget.unlocked + budget.locked
+    state = BudgetState(np.ones(len(budget.specs)), whole, budget.committed(), budget.capacity)
+    return any_fits(index.view(), index.hints, state)

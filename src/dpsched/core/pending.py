@@ -10,12 +10,13 @@ arrays (amortised), or when a caller asks for the compact `arrays()`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from dpsched.core.claims import Claim
-from dpsched.core.fitting import FitHints
+from dpsched.core.claims import Claim, ClaimBatch
+from dpsched.core.fit_hints import FitHints
 from dpsched.core.ranges import rows_of
 
 
@@ -68,6 +69,36 @@ class PendingArrays:
     def entries_of(self, claims: np.ndarray) -> np.ndarray:
         """Entry indices of the given claims (indices, in order), concatenated."""
         return rows_of(self.indptr, claims)
+
+    @classmethod
+    def of_batch(
+        cls, batch: ClaimBatch, claims: list[Claim], demand: np.ndarray, keep: np.ndarray
+    ) -> PendingArrays:
+        """The kept claims of a batch as pending arrays (sequence numbers assigned on add)."""
+        counts = np.diff(batch.indptr)[keep]
+        if keep.size == len(claims):
+            entry_block, entry_demand = batch.block_index, demand  # shared, read-only
+        else:
+            offsets = np.cumsum(counts) - counts
+            entries = np.repeat(batch.indptr[keep] - offsets, counts) + np.arange(int(counts.sum()))
+            entry_block, entry_demand = batch.block_index[entries], demand[entries]
+        objects = np.empty(keep.size, dtype=object)
+        objects[:] = [claims[i] for i in keep.tolist()]
+        ids = np.empty(keep.size, dtype=object)
+        ids[:] = [c.id for c in objects]
+        timeout = batch.timeout[keep]
+        return cls(
+            claims=objects,
+            ids=ids,
+            seq=np.zeros(keep.size, dtype=np.int64),
+            submitted=np.fromiter((c.submitted for c in objects), np.int64, keep.size),
+            weights=batch.weight[keep].astype(float),
+            arrival=batch.arrival[keep].astype(float),
+            deadline=np.where(np.isnan(timeout), np.inf, batch.arrival[keep] + timeout),
+            indptr=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            entry_block=entry_block,
+            entry_demand=entry_demand,
+        )
 
 
 def _empty(dims: int) -> PendingArrays:
@@ -239,3 +270,88 @@ class PendingIndex:
         self.hints = self.hints.subset(self._alive, entry_keep)
         self._arrays = self._arrays.subset(self._alive)
         self._alive = np.ones(self._arrays.n, dtype=bool)
+
+
+class PendingSet:
+    """The pending claims in submission order, and the one place claims join and leave.
+
+    A pending claim is in the index policies read (`PendingIndex`), unless it is a
+    flexible claim with no valid block choice now: it then waits *aside*, where no
+    policy can grant it on the blocks it is shown with. Pending flexible claims are
+    also listed apart, as every round re-chooses their blocks. Every transition goes
+    through `join`, `leave` or `move`, so the four never disagree.
+    """
+
+    def __init__(self, dims: int) -> None:
+        self.index = PendingIndex(dims)
+        self._ids: dict[str, None] = {}
+        self._flexible: dict[str, None] = {}
+        self._aside: dict[str, None] = {}
+
+    def __contains__(self, claim_id: object) -> bool:
+        return claim_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def ids(self) -> list[str]:
+        """Pending claim ids in submission order."""
+        return list(self._ids)
+
+    @property
+    def flexible(self) -> list[str]:
+        return list(self._flexible)
+
+    @property
+    def aside(self) -> list[str]:
+        """The flexible claims waiting aside, in the order they went there."""
+        return list(self._aside)
+
+    def waits_aside(self, claim_id: str) -> bool:
+        return claim_id in self._aside
+
+    def join(self, claim: Claim, *, aside: bool = False) -> None:
+        self._note(claim, aside)
+        if not aside:
+            self.index.add(claim)
+
+    def join_many(self, claims: list[Claim], arrays: PendingArrays, aside: set[str]) -> None:
+        """Claims joining together: `arrays` stacks those not `aside`, in order."""
+        for claim in claims:
+            self._note(claim, claim.id in aside)
+        if arrays.n:
+            self.index.add_many(arrays)
+
+    def restore(self, claims: list[Claim], aside: Sequence[str]) -> None:
+        """The pending claims of a restored ledger, in submission order, and those of
+        them that waited aside, in the order they went there."""
+        waiting = set(aside)
+        for claim in claims:
+            self._note(claim, aside=False)
+            if claim.id not in waiting:
+                self.index.add(claim)
+        self._aside = dict.fromkeys(c for c in aside if c in self._ids)
+
+    def move(self, claim: Claim, *, aside: bool) -> None:
+        """A flexible claim's blocks changed: it re-enters the index, or waits aside
+        (keeping its place there if it already waited)."""
+        self.index.remove(claim.id)
+        if aside:
+            self._aside[claim.id] = None
+        else:
+            self._aside.pop(claim.id, None)
+            self.index.add(claim)
+
+    def leave(self, claim_id: str) -> None:
+        del self._ids[claim_id]
+        self._flexible.pop(claim_id, None)
+        self._aside.pop(claim_id, None)
+        self.index.remove(claim_id)
+
+    def _note(self, claim: Claim, aside: bool) -> None:
+        self._ids[claim.id] = None
+        if claim.flex is not None:
+            self._flexible[claim.id] = None
+        if aside:
+            self._aside[claim.id] = None

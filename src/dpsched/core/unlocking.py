@@ -56,7 +56,7 @@ class PerArrival(_NoHooks):
 
     def on_claim_submitted(self, ledger: Ledger, claim: Claim, time: float) -> None:
         rows = claim.block_index
-        ledger.unlock(ledger.unlocked_fraction[rows] + 1.0 / self.n, rows)
+        ledger.unlock(ledger.budget.unlocked_fraction[rows] + 1.0 / self.n, rows)
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class PerStep(_NoHooks):
         _positive("scheduler.period", self.period)
 
     def on_tick(self, ledger: Ledger, time: float) -> None:
-        steps = np.ceil(np.maximum(time - ledger.block_arrival, 0.0) / self.period - 1e-12)
+        steps = np.ceil(np.maximum(time - ledger.budget.arrival, 0.0) / self.period - 1e-12)
         ledger.unlock(np.minimum(steps, self.n) / self.n)
 
 
@@ -101,7 +101,7 @@ class Lifetime(_NoHooks):
             _positive("unlocking.steps", self.steps)
 
     def on_tick(self, ledger: Ledger, time: float) -> None:
-        age = np.maximum(time - ledger.block_arrival, 0.0)
+        age = np.maximum(time - ledger.budget.arrival, 0.0)
         if self.steps is None:
             ledger.unlock(age / self.lifetime)
             return

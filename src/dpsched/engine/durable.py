@@ -9,8 +9,10 @@ was staged may be shown to anyone: callers answer their clients only after it.
 Should a commit fail, the in-memory state is rebuilt from the journal, so it never
 holds what the journal does not.
 
-Operations that are not the ledger's (a front end's own state, such as tenants) are
-journaled with `record` and handed back to the front end's `restore` on replay.
+Every operation is a typed record (`core.records`), encoded into the journal's rows by
+one encoder and decoded by one decoder. Operations that are not the ledger's (a front
+end's own state, such as tenants) are the front end's own record types, journaled with
+`record` and handed back to the front end's `restore` on replay.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ import numpy as np
 from pydantic import BaseModel
 
 from dpsched.budget import Accounting
-from dpsched.core import Ledger, Unlocking
-from dpsched.core.operations import OPERATIONS, apply
+from dpsched.core import Ledger, Unlocking, snapshot
+from dpsched.core.records import Init, LedgerOperation, Operation, decode, encode
+from dpsched.core.replay import replay
 from dpsched.engine.engine import Engine
 from dpsched.engine.journal import Archived, Entry, Journal
 from dpsched.errors import InputError
@@ -65,8 +68,9 @@ class FrontEndState:
     def load(self, data: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         return None
 
-    def restore(self, entry: Entry) -> None:
-        raise InputError("journal", f"row {entry.seq}: unknown operation {entry.op!r}")
+    def restore(self, operation: Operation) -> None:
+        """Apply one of the front end's own records, as it was `record`ed."""
+        raise InputError("journal", f"unknown operation {operation.op!r}")
 
     def recovered(self, ledger: Ledger) -> None:
         """Called once the replay is over: drop what refers to claims the ledger forgot."""
@@ -111,12 +115,12 @@ class DurableEngine:
         ledger, replayed = recover(journal, state)
         if ledger is None:
             ledger = Ledger(accounting)
-            journal.append([Entry("init", {"accounting": _accounting(accounting)}, 0.0)])
-        elif _accounting(ledger.accounting) != _accounting(accounting):
+            journal.append([_entry(Init(accounting.to_dict()), Context(), 0.0)])
+        elif ledger.accounting.to_dict() != accounting.to_dict():
             raise InputError(
                 "accounting",
-                f"the journal was started with {_accounting(ledger.accounting)}, "
-                f"the configuration asks for {_accounting(accounting)}",
+                f"the journal was started with {ledger.accounting.to_dict()}, "
+                f"the configuration asks for {accounting.to_dict()}",
             )
         durable = cls(journal, Engine(ledger, unlocking, policy, options), state, snapshot_every)
         durable._since_snapshot = replayed
@@ -132,11 +136,11 @@ class DurableEngine:
         finally:
             self._context = Context()
 
-    def record(self, op: str, args: dict[str, Any], context: Context, time: float) -> None:
+    def record(self, operation: Operation, context: Context, time: float) -> None:
         """Stage a front end's own operation (it must already be applied to its state)."""
-        if op in OPERATIONS or op == "init":
-            raise InputError("op", f"{op!r} is the ledger's own operation")
-        self._staged.append(_entry(op, args, context, time))
+        if isinstance(operation, LedgerOperation | Init):
+            raise InputError("op", f"{operation.op!r} is the ledger's own operation")
+        self._staged.append(_entry(operation, context, time))
 
     def archive(self, record: Archived) -> None:
         """Stage a front end's final record of something it forgets; it is written with
@@ -168,11 +172,13 @@ class DurableEngine:
             raise InputError("snapshot", "commit the staged operations first")
         seq = self.journal.last_seq
         if self.journal.latest_snapshot_seq() < seq:
-            self.journal.save_snapshot(seq, encode(self.engine.ledger, self.state), SNAPSHOT_FORMAT)
+            self.journal.save_snapshot(
+                seq, encode_snapshot(self.engine.ledger, self.state), SNAPSHOT_FORMAT
+            )
         self._since_snapshot = 0
 
-    def _heard(self, op: str, args: dict[str, Any]) -> None:
-        self._staged.append(_entry(op, args, self._context, self._time))
+    def _heard(self, operation: LedgerOperation) -> None:
+        self._staged.append(_entry(operation, self._context, self._time))
 
     def _reload(self) -> None:
         ledger, _ = recover(self.journal, self.state)
@@ -194,26 +200,27 @@ def recover(journal: Journal, state: FrontEndState) -> tuple[Ledger | None, int]
         after, form, blob = snapshot
         if form != SNAPSHOT_FORMAT:
             raise InputError("journal", f"snapshot {after} has unknown format {form!r}")
-        ledger = decode(blob, state)
+        ledger = decode_snapshot(blob, state)
     replayed = 0
     for entry in journal.scan(after):
         replayed += 1
-        if entry.op == "init":
-            ledger = Ledger(accounting_from(entry.args["accounting"]))
-        elif entry.op in OPERATIONS:
+        operation = operation_of(entry)
+        if isinstance(operation, Init):
+            ledger = Ledger(Accounting.from_dict(operation.accounting))
+        elif isinstance(operation, LedgerOperation):
             if ledger is None:
                 raise InputError("journal", f"row {entry.seq}: {entry.op} before init")
-            apply(ledger, entry.op, entry.args)
+            replay(ledger, operation)
         else:
-            state.restore(entry)
+            state.restore(operation)
     if ledger is not None:
         state.recovered(ledger)
     return ledger, replayed
 
 
-def encode(ledger: Ledger, state: FrontEndState) -> bytes:
+def encode_snapshot(ledger: Ledger, state: FrontEndState) -> bytes:
     """A snapshot: the ledger's arrays and the front end's state, as one npz file."""
-    arrays = ledger.to_arrays()
+    arrays = snapshot.to_arrays(ledger)
     extra = json.dumps(state.snapshot(), sort_keys=True, allow_nan=False).encode()
     arrays["front_end"] = np.frombuffer(extra, dtype=np.uint8)
     arrays.update({f"front_end.{k}": v for k, v in state.snapshot_arrays().items()})
@@ -222,16 +229,25 @@ def encode(ledger: Ledger, state: FrontEndState) -> bytes:
     return buffer.getvalue()
 
 
-def decode(blob: bytes, state: FrontEndState) -> Ledger:
+def decode_snapshot(blob: bytes, state: FrontEndState) -> Ledger:
     with np.load(io.BytesIO(blob)) as data:
         arrays = {name: data[name] for name in data.files}
     extra = json.loads(bytes(arrays.pop("front_end")))
     mine = {k: arrays.pop(k) for k in list(arrays) if k.startswith("front_end.")}
     state.load(extra, {k.removeprefix("front_end."): v for k, v in mine.items()})
-    return Ledger.from_arrays(arrays)
+    return snapshot.from_arrays(arrays)
 
 
-def _entry(op: str, args: dict[str, Any], context: Context, time: float) -> Entry:
+def operation_of(entry: Entry) -> Operation:
+    """The record a journal row holds (the row named if it holds none)."""
+    try:
+        return decode(entry.op, entry.args)
+    except InputError as exc:
+        raise InputError("journal", f"row {entry.seq}: {exc.field}: {exc.reason}") from None
+
+
+def _entry(operation: Operation, context: Context, time: float) -> Entry:
+    op, args = encode(operation)
     return Entry(
         op=op,
         args=args,
@@ -240,11 +256,3 @@ def _entry(op: str, args: dict[str, Any], context: Context, time: float) -> Entr
         actor=context.actor,
         request_id=context.request_id,
     )
-
-
-def _accounting(accounting: Accounting) -> dict[str, Any]:
-    return {"mode": accounting.mode, "alphas": list(accounting.alphas), "delta": accounting.delta}
-
-
-def accounting_from(data: dict[str, Any]) -> Accounting:
-    return Accounting(data["mode"], tuple(data["alphas"]), data["delta"])

@@ -31,7 +31,7 @@ from dpsched.core import (
     Ledger,
     Unlocking,
 )
-from dpsched.policies import PendingLanes, Policy, PolicyResult, get_policy, schedule_step
+from dpsched.policies import Policy, PolicyResult, RoundMemory, get_policy, schedule_step
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,11 @@ class Engine:
         self.policy = get_policy(policy) if isinstance(policy, str) else policy
         self.options = options if isinstance(options, BaseModel) else self.policy.options(options)
         self._could_fit: tuple[int, bool] | None = None
-        self.lanes: PendingLanes | None = PendingLanes()
-        """Knapsack lanes kept across rounds (`schedule_step`); None computes every
-        round from scratch, the reference the tests compare against."""
+        make = self.policy.needs.memory
+        self.memory: RoundMemory | None = None if make is None else make()
+        """What the policy keeps across rounds (`RoundNeeds.memory`), held here and
+        lent to each round; None computes every round from scratch, the reference the
+        tests compare against."""
 
     # ------------------------------------------------------------- operations
     def add_block(self, spec: BlockSpec, time: float) -> int:
@@ -121,7 +123,7 @@ class Engine:
         self.unlocking.on_tick(self.ledger, time)
         expired = self.ledger.expire_due(time)
         self.ledger.materialise(time)
-        outcome = schedule_step(self.ledger, self.policy, time, self.options, self.lanes)
+        outcome = schedule_step(self.ledger, self.policy, time, self.options, self.memory)
         return RoundOutcome(time, expired, outcome.granted, outcome.result, outcome.considered)
 
     # ----------------------------------------------------------------- queries
@@ -137,7 +139,9 @@ class Engine:
     def used_fraction(self) -> np.ndarray:
         """Per block, spent / capacity at its least-used order: 1 means exhausted."""
         ledger = self.ledger
-        ratio = np.full(ledger.capacity.shape, np.inf)
-        np.divide(ledger.spent(), ledger.capacity, out=ratio, where=ledger.usable)
+        ratio = np.full(ledger.budget.capacity.shape, np.inf)
+        np.divide(
+            ledger.budget.spent(), ledger.budget.capacity, out=ratio, where=ledger.budget.usable
+        )
         used: np.ndarray = np.minimum(ratio.min(axis=1, initial=np.inf), 1.0)
         return used

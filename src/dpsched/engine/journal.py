@@ -2,8 +2,8 @@
 
 SQLite by default (one file, WAL, `synchronous=FULL`: a commit is on disk when it
 returns) and PostgreSQL for scale, through the same SQLAlchemy Core code. The
-journal stores what the engine reports (`core.operations` for the ledger's part) and
-never interprets it; `engine.durable` decides what an operation means.
+journal stores the operations the engine reports, as `core.records` encodes them,
+and never interprets them; `engine.durable` decides what an operation means.
 
 Rows are numbered by the single writer (seq = last + 1) and each carries
 sha256(previous hash + the row's canonical JSON), so any edit, deletion or

@@ -56,7 +56,7 @@ def schedule_report(
     much room the block has where it can still admit something.
     """
     weights = {c.id: c.weight for c in ledger.claims}
-    remaining = ledger.remaining()
+    remaining = ledger.budget.remaining()
     headroom = block_headroom(ledger)
     alphas = ledger.accounting.alphas if ledger.accounting.mode == "rdp" else None
     rejected = [

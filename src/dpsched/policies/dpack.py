@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dpsched.core.admission import TOLERANCE
 from dpsched.core.ranges import rows_of
 from dpsched.policies.knapsack import knapsack_values
-from dpsched.policies.lanes import NO_ORDER, SortedLanes
+from dpsched.policies.lanes import NO_ORDER, SortedLanes, StepLanes
 from dpsched.policies.packing import PackResult, greedy_pack
 from dpsched.policies.problem import KnapsackLanes, Problem
 from dpsched.policies.result import PolicyResult
@@ -277,8 +277,9 @@ class _BestOrders:
         equal = problem.n > 0 and bool(np.all(problem.weights == problem.weights[0]))
         self._lanes_from_round = LANES_FROM_ROUND if equal and incremental else None
         self._rounds = 0
-        self._lanes: KnapsackLanes | None = problem.lanes
-        """Lanes kept across steps (the problem's) serve from the first round."""
+        kept = problem.kept
+        self._lanes: KnapsackLanes | None = kept if isinstance(kept, StepLanes) else None
+        """Lanes kept across steps (lent to the problem) serve from the first round."""
         self._candidates = np.ones(problem.n, dtype=bool)
         self._best = np.full(problem.m, NO_ORDER, dtype=np.int64)
         self._solved = np.zeros(problem.m, dtype=bool)

@@ -13,11 +13,11 @@ shrinks by its demand, so a lane's boundary can only move left, one position per
 that no longer fits. An update costs the positions it moves, not a sort. The knapsack
 sees every claim still pending, as DPack's Alg. 1 defines it, fit or not.
 
-`SortedLanes` lives for one policy run, over the claims of its problem. Online, the
-engine keeps `PendingLanes` from round to round over every pending claim (claims
-arrive and leave, budget unlocks between rounds) and lends them to each round
-(`StepLanes`), so a round neither sorts lanes again nor needs the claims that do not
-fit in its problem.
+`SortedLanes` lives for one policy run, over the claims of its problem. Online,
+`PendingLanes` (DPack's `RoundNeeds.memory`, which the engine holds) lives from round
+to round over every pending claim (claims arrive and leave, budget unlocks between
+rounds) and is lent to each round (`StepLanes`), so a round neither sorts lanes again
+nor needs the claims that do not fit in its problem.
 
 S is kept by subtraction and addition, so it may differ from a fresh running sum in
 the last ulps; a count could only differ where a sum lands within that of a capacity
@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from dpsched.core import PendingArrays, PendingView
+from dpsched.core import Ledger, PendingArrays, PendingView
 from dpsched.core.admission import TOLERANCE
+from dpsched.core.fitting import PendingFit
 from dpsched.core.ranges import concat_ranges, rows_of
 from dpsched.policies.problem import Problem
 
@@ -288,6 +289,17 @@ class PendingLanes(LaneStore):
     def held(self) -> int:
         """Lane positions held, superseded builds and departed claims included."""
         return int(self._values.size)
+
+    def lend(self, ledger: Ledger, now: PendingFit, fitting: PendingArrays) -> StepLanes | None:
+        """The lanes of the blocks the fitting claims read, lent to a round (the
+        `RoundMemory` of DPack): only while every pending claim weighs the same, as the
+        lanes hold the equal-weight knapsack."""
+        weights = now.view.arrays.weights[now.view.alive]
+        if weights.min() != weights.max():
+            return None
+        unlocked = ledger.budget.unlocked
+        needed = now.blocks_of_fitting(unlocked.shape[0])
+        return self.open(ledger, now.view, needed, unlocked, fitting)
 
     def open(
         self,

@@ -16,6 +16,7 @@ import numpy as np
 
 from dpsched.core.admission import csr_claims_fit
 from dpsched.errors import InputError
+from dpsched.policies.round import Lent
 
 
 class KnapsackLanes(Protocol):
@@ -62,10 +63,9 @@ class Problem:
     seq: np.ndarray | None = None
     """Optional submission sequence number per claim (file order offline, arrival
     sequence online); None means the claims are listed in submission order."""
-    lanes: KnapsackLanes | None = None
-    """Optional equal-weight knapsack lanes over every pending claim, the ones left out
-    of this problem included, on the blocks its claims read (`PendingLanes`, kept
-    across online steps): with them DPack needs no claim that does not fit."""
+    kept: Lent | None = None
+    """Optional memory the policy kept from earlier rounds, lent for this one
+    (`RoundNeeds.memory`); only the policy that made it reads it."""
 
     def __post_init__(self) -> None:
         n = len(self.ids)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -14,9 +14,11 @@ from dpsched.policies.area import AreaOptions, area
 from dpsched.policies.dpack import DpackOptions, dpack
 from dpsched.policies.dpf import DpfOptions, dpf
 from dpsched.policies.fcfs import FcfsOptions, fcfs
+from dpsched.policies.lanes import PendingLanes
 from dpsched.policies.optimal import OptimalOptions, optimal
 from dpsched.policies.problem import Problem
 from dpsched.policies.result import PolicyResult
+from dpsched.policies.round import RoundNeeds
 from dpsched.policies.round_robin import RoundRobinOptions, round_robin
 
 
@@ -26,12 +28,8 @@ class Policy:
     summary: str
     options_model: type[BaseModel]
     solve: Callable[[Problem, Any], PolicyResult]
-    relevant: Literal["fitting", "touching", "all"]
-    """Which pending claims can change the decision, so a step may drop the others:
-    "fitting" when a claim's rank (or the optimum) depends only on itself, so claims that
-    cannot fit now are irrelevant; "touching" for DPack, whose knapsacks on the blocks of
-    fitting claims also count every claim that fits that block on its own; "all" for
-    round robin, which shares budget among every pending claim even when none fits."""
+    needs: RoundNeeds
+    """What the policy needs from a scheduling round (`policies.round`)."""
 
     def options(self, values: Mapping[str, Any] | None = None) -> BaseModel:
         """Validated options; an unknown key or a bad value names the option."""
@@ -51,26 +49,32 @@ class Policy:
         return result
 
 
+ON_ITS_OWN = RoundNeeds("fitting")
+"""A claim's rank (or the optimum) depends on itself only."""
 POLICIES: dict[str, Policy] = {
     p.name: p
     for p in (
-        Policy("fcfs", "arrival order, first fit", FcfsOptions, fcfs, "fitting"),
-        Policy("dpf", "Dominant Private-block Fairness (PrivateKube)", DpfOptions, dpf, "fitting"),
+        Policy("fcfs", "arrival order, first fit", FcfsOptions, fcfs, ON_ITS_OWN),
+        Policy("dpf", "Dominant Private-block Fairness (PrivateKube)", DpfOptions, dpf, ON_ITS_OWN),
         Policy(
-            "area", "weight / normalised demand area (DPack Eq. 4)", AreaOptions, area, "fitting"
+            "area", "weight / normalised demand area (DPack Eq. 4)", AreaOptions, area, ON_ITS_OWN
         ),
         Policy(
-            "dpack", "best-order efficiency, greedy (DPack Alg. 1)", DpackOptions, dpack, "touching"
+            "dpack",
+            "best-order efficiency, greedy (DPack Alg. 1)",
+            DpackOptions,
+            dpack,
+            RoundNeeds("touching", memory=PendingLanes),
         ),
         Policy(
-            "optimal", "exact privacy-knapsack MILP (HiGHS)", OptimalOptions, optimal, "fitting"
+            "optimal", "exact privacy-knapsack MILP (HiGHS)", OptimalOptions, optimal, ON_ITS_OWN
         ),
         Policy(
             "rr",
             "round robin: even shares of unlocked budget, run when covered (PrivateKube)",
             RoundRobinOptions,
             round_robin,
-            "all",
+            RoundNeeds("all", reservations=True),
         ),
     )
 }

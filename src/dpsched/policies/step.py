@@ -1,7 +1,9 @@
 """One scheduling step: run a policy on the ledger's pending claims and grant its choice.
 
 This is the only place a policy's decision touches budget, and every front end
-(offline CLI, simulator, service, operator) goes through it.
+(offline CLI, simulator, service, operator) goes through it. The step is the same for
+every policy: it reads what the policy declared it needs (`policies.round`), never
+its name.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from dpsched.core import Ledger, PendingArrays, PendingView
-from dpsched.policies.lanes import PendingLanes, StepLanes
+from dpsched.core import Ledger, PendingArrays
 from dpsched.policies.problem import Problem
 from dpsched.policies.registry import Policy
 from dpsched.policies.result import PolicyResult
+from dpsched.policies.round import Lent, RoundMemory
 
 
 def problem_from_pending(
@@ -25,7 +27,7 @@ def problem_from_pending(
     pending: PendingArrays,
     fit: np.ndarray | None = None,
     entry_reserved: np.ndarray | None = None,
-    lanes: StepLanes | None = None,
+    kept: Lent | None = None,
 ) -> Problem:
     """The claims' demands against the ledger's unlocked budget, in CSR form."""
     return Problem(
@@ -35,12 +37,12 @@ def problem_from_pending(
         indptr=pending.indptr,
         entry_block=pending.entry_block,
         entry_demand=pending.entry_demand,
-        available=ledger.unlocked.copy(),
-        capacity=ledger.capacity.copy(),
+        available=ledger.budget.unlocked.copy(),
+        capacity=ledger.budget.capacity.copy(),
         fit=fit,
         entry_reserved=entry_reserved,
         seq=pending.submitted,
-        lanes=lanes,
+        kept=kept,
     )
 
 
@@ -62,62 +64,45 @@ def schedule_step(
     policy: Policy,
     time: float,
     options: BaseModel | Mapping[str, Any] | None = None,
-    lanes: PendingLanes | None = None,
+    memory: RoundMemory | None = None,
 ) -> StepOutcome:
     """Grant, in the policy's order, the pending claims it picks from unlocked budget.
 
     A policy only ever grants claims that fit, and budget only shrinks within a step,
-    so when no pending claim fits on its own the policy is not run at all; otherwise
-    it sees only the claims that can change its decision (`Policy.relevant`). Online,
-    those are a few hundred of tens of thousands pending. A caller that runs steps
-    over and over (the engine) passes `lanes`, kept from step to step: DPack's one-round
-    steps then read the other claims' knapsack counts there instead of seeing them.
+    so unless the policy hands out budget while nothing fits (`sees` "all"), it is not
+    run at all when no pending claim fits on its own; otherwise it sees only the claims
+    that can change its decision (`RoundNeeds.sees`): online, a few hundred of tens of
+    thousands pending. A caller that runs steps over and over (the engine) holds the
+    policy's `memory` across them, and the step lends it to the problem.
     """
-    if policy.relevant == "all":
-        return _step_on_every_claim(ledger, policy, time, options)
-    now = ledger.pending_fit()
-    pending, fit = now.view.arrays, now.fit
-    if not fit.any():
-        # Nothing can be granted, and granting nothing is then provably optimal.
-        return StepOutcome([], PolicyResult([], status="optimal"), 0)
-    kept_lanes = lanes is not None and policy.relevant == "touching" and _equal_weights(now.view)
-    if policy.relevant == "touching" and not kept_lanes:
-        keep = fit | now.touching(now.blocks_of_fitting(ledger.capacity.shape[0]))
+    needs = policy.needs
+    lent: Lent | None = None
+    if needs.sees == "all":
+        pending, fit = ledger.pending_arrays(), None
+        if pending.n == 0:
+            return StepOutcome([], PolicyResult([], status="optimal"), 0)
     else:
+        now = ledger.pending_fit()
+        pending, fit = now.view.arrays, now.fit
+        if not fit.any():
+            # Nothing can be granted, and granting nothing is then provably optimal.
+            return StepOutcome([], PolicyResult([], status="optimal"), 0)
         keep = fit
-    if not keep.all():
-        pending, fit = pending.subset(keep), fit[keep]
-    if lanes is None or not kept_lanes:
-        result = policy.run(problem_from_pending(ledger, pending, fit), options)
-        return StepOutcome(_grant(ledger, pending, result, time), result, pending.n)
-    needed = now.blocks_of_fitting(ledger.capacity.shape[0])
-    lent = lanes.open(ledger, now.view, needed, ledger.unlocked, pending)
+        if needs.sees == "touching":
+            if memory is not None:
+                lent = memory.lend(ledger, now, pending if fit.all() else pending.subset(fit))
+            if lent is None:
+                keep = fit | now.touching(now.blocks_of_fitting(ledger.budget.capacity.shape[0]))
+        if not keep.all():
+            pending, fit = pending.subset(keep), fit[keep]
+    reserved = None
+    if needs.reservations:
+        reserved = np.vstack([claim.reserved for claim in pending.claims])
     try:
-        result = policy.run(problem_from_pending(ledger, pending, fit, lanes=lent), options)
+        result = policy.run(problem_from_pending(ledger, pending, fit, reserved, lent), options)
     finally:
-        lent.close()
-    return StepOutcome(_grant(ledger, pending, result, time), result, pending.n)
-
-
-def _equal_weights(view: PendingView) -> bool:
-    """Every pending claim weighs the same: kept lanes hold the equal-weight knapsack."""
-    weights = view.arrays.weights[view.alive]
-    return bool(weights.min() == weights.max())
-
-
-def _step_on_every_claim(
-    ledger: Ledger,
-    policy: Policy,
-    time: float,
-    options: BaseModel | Mapping[str, Any] | None,
-) -> StepOutcome:
-    """For policies that hand out budget even when no claim fits (round robin): they
-    see every pending claim with what is already reserved for it."""
-    pending = ledger.pending_arrays()
-    if pending.n == 0:
-        return StepOutcome([], PolicyResult([], status="optimal"), 0)
-    reserved = np.vstack([claim.reserved for claim in pending.claims])
-    result = policy.run(problem_from_pending(ledger, pending, entry_reserved=reserved), options)
+        if lent is not None:
+            lent.close()
     for index, amount in sorted(result.reservations.items()):
         claim_id = str(pending.ids[index])
         request = f"reserve:{claim_id}:{ledger.revision}"

@@ -33,6 +33,7 @@ from dpsched.errors import InputError, LedgerError, from_validation_error
 from dpsched.service.config import ServiceConfig
 from dpsched.service.errors import ApiError, error_response, json_body, reply
 from dpsched.service.metrics import ServiceMetrics
+from dpsched.service.records import ClaimBody, TenantAdded
 from dpsched.service.state import ClaimMeta, ServiceState, canonical, ledger_id, token_hash
 from dpsched.service.views import block_view, claim_view, fit_view
 from dpsched.service.writer import UnavailableError, Writer
@@ -247,8 +248,8 @@ def create_app(settings: Settings) -> FastAPI:
             if body.name in state.tenants:
                 raise ApiError(409, "name", f"tenant {body.name!r} exists")
             state.add_tenant(body.name, token_hash(token))
-            args = {"name": body.name, "token_sha256": token_hash(token)}
-            durable.record("tenant_add", args, _context(who, None), now)
+            added = TenantAdded(body.name, token_hash(token))
+            durable.record(added, _context(who, None), now)
 
         await run(job)
         return {"name": body.name, "token": token}
@@ -318,12 +319,7 @@ def create_app(settings: Settings) -> FastAPI:
             _check_selector(stored, ledger)
             with durable.acting(_context(who, None), now) as engine:
                 claim = _ledger_call(key, lambda: engine.submit(stored, now))
-                durable.record(
-                    "claim_body",
-                    {"tenant": owner, "id": spec.id, "body": data},
-                    _context(who, None),
-                    now,
-                )
+                durable.record(ClaimBody(owner, spec.id, data), _context(who, None), now)
             meta = state.add_claim(owner, spec.id, canonical(data))
             return 201, claim_view(ledger, meta, claim)
 
@@ -341,9 +337,13 @@ def create_app(settings: Settings) -> FastAPI:
             stored = spec.model_copy(update={"id": ledger_id(owner, spec.id)})
             _check_selector(stored, ledger)
             field = f"tasks.{stored.id}"
-            block_ids, demand, _, _ = _ledger_call(stored.id, lambda: ledger.resolve(stored, field))
+            block_ids, demand, _, _ = _ledger_call(
+                stored.id, lambda: ledger.resolver.resolve(stored, field)
+            )
             index = np.asarray([ledger.block_index(b) for b in block_ids], dtype=np.int64)
-            view = fit_view(ledger, tuple(block_ids), index, ledger.stored_demand(demand, index))
+            view = fit_view(
+                ledger, tuple(block_ids), index, ledger.resolver.stored_demand(demand, index)
+            )
             return {**view, "reason": _fit_reason(view, len(block_ids), stored.min_blocks)}
 
         return reply(await run(job))

@@ -57,7 +57,7 @@ class LedgerCollector(Collector):
 def _figures(ledger: Ledger) -> tuple[Any, ...]:
     blocks = [b.id for b in ledger.blocks]
     labels = ledger.accounting.labels
-    parts = {part: getattr(ledger, part).tolist() for part in PARTS}
+    parts = {part: getattr(ledger.budget, part).tolist() for part in PARTS}
     spent = [ledger.spent_epsilon(b) for b in blocks]
     states = Tally(claim.state.value for claim in ledger.claims)
     return blocks, labels, parts, spent, states

@@ -20,9 +20,10 @@ import numpy as np
 import orjson
 
 from dpsched.core import Ledger
+from dpsched.core.records import Operation
 from dpsched.engine.durable import FrontEndState
-from dpsched.engine.journal import Entry
 from dpsched.errors import InputError
+from dpsched.service.records import ClaimBody, TenantAdded
 
 TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -191,13 +192,14 @@ class ServiceState(FrontEndState):
             self.add_claim(tenant, claim_id, body, n)
         self.next_n = max(self.next_n, int(data.get("next_n", 1)))
 
-    def restore(self, entry: Entry) -> None:
-        if entry.op == "tenant_add":
-            self.add_tenant(entry.args["name"], entry.args["token_sha256"])
-        elif entry.op == "claim_body":
-            self.add_claim(entry.args["tenant"], entry.args["id"], canonical(entry.args["body"]))
-        else:
-            super().restore(entry)
+    def restore(self, operation: Operation) -> None:
+        match operation:
+            case TenantAdded():
+                self.add_tenant(operation.name, operation.token_sha256)
+            case ClaimBody():
+                self.add_claim(operation.tenant, operation.id, canonical(operation.body))
+            case _:
+                super().restore(operation)
 
     def recovered(self, ledger: Ledger) -> None:
         """Claims replayed from the journal that the ledger has since forgotten."""

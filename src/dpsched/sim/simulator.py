@@ -233,7 +233,7 @@ class Simulator:
         self._granted_last = bool(outcome.granted)
         self._steps += 1
         used = self.engine.used_fraction()
-        self._timeline.append((now, used, self.ledger.unlocked_fraction.copy()))
+        self._timeline.append((now, used, self.ledger.budget.unlocked_fraction.copy()))
         if self._progress is not None:
             self._progress(self._submitted, len(self.tasks))
 
@@ -264,9 +264,9 @@ class Simulator:
             return False
         if self.ledger.pending_count == 0:
             return True
-        if not self._time_unlocking() or (self.ledger.unlocked_fraction >= 1.0).all():
+        if not self._time_unlocking() or (self.ledger.budget.unlocked_fraction >= 1.0).all():
             return True
-        if (self.ledger.reserved > 0).any():
+        if (self.ledger.budget.reserved > 0).any():
             # Reserved shares count only for their own claims, which the early exit below
             # does not see: wait for unlocking to complete instead.
             return False
@@ -316,7 +316,7 @@ def collect(sim: Simulator, wall_time_s: float) -> SimResult:
     config = sim.config
     ledger = sim.ledger
     fair_n = config.fair_share_n
-    usable = ledger.usable
+    usable = ledger.budget.usable
     claims = []
     delays = []
     total_weight = 0.0
@@ -326,7 +326,9 @@ def collect(sim: Simulator, wall_time_s: float) -> SimResult:
     for claim in ledger.claims:
         counts[claim.state] += 1
         rows = claim.block_index
-        fair = bool(rows_fit(claim.demand, ledger.capacity[rows] / fair_n, usable[rows]).all())
+        fair = bool(
+            rows_fit(claim.demand, ledger.budget.capacity[rows] / fair_n, usable[rows]).all()
+        )
         granted = claim.allocated_at is not None
         delay = claim.allocated_at - claim.arrival if claim.allocated_at is not None else None
         if granted:
@@ -356,7 +358,7 @@ def collect(sim: Simulator, wall_time_s: float) -> SimResult:
         {
             "id": spec.id,
             "arrival": spec.arrival,
-            "unlocked_fraction": float(ledger.unlocked_fraction[j]),
+            "unlocked_fraction": float(ledger.budget.unlocked_fraction[j]),
             "used_fraction": float(used[j]),
             "spent_epsilon": ledger.spent_epsilon(spec.id),
             "delta": spec.delta,
