@@ -19,28 +19,39 @@ from typing import Annotated, Any
 import numpy as np
 import orjson
 from fastapi import FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dpsched import __version__
 from dpsched.core import BlockSpec, Claim, ClaimSpec, ClaimState, Ledger
 from dpsched.engine.durable import SNAPSHOT_EVERY, Context, DurableEngine
 from dpsched.engine.journal import Archived, Journal
-from dpsched.errors import InputError, LedgerError, from_validation_error
+from dpsched.errors import InputError, LedgerError
+from dpsched.service import openapi
+from dpsched.service.bodies import (
+    ConsumeBody,
+    RequestBody,
+    TenantBody,
+    audit_after,
+    check_request_id,
+    claim_spec,
+    claim_state,
+    consume_body,
+    cursor_after,
+    model,
+    page_limit,
+    wait_seconds,
+)
 from dpsched.service.config import ServiceConfig
-from dpsched.service.errors import ApiError, error_response, json_body, reply
-from dpsched.service.metrics import ServiceMetrics
+from dpsched.service.errors import ApiError, install_handlers, json_body, reply
+from dpsched.service.metrics import Observe, ServiceMetrics
+from dpsched.service.openapi import request_body
 from dpsched.service.state import ClaimMeta, ServiceState, canonical, ledger_id, token_hash
 from dpsched.service.views import block_view, claim_view, fit_view
 from dpsched.service.writer import UnavailableError, Writer
 
-MAX_WAIT_S = 60.0
 FORGET_PER_ROUND = 5_000
 """Claims archived by one round at most, so that a backlog never stalls requests long."""
-MAX_ID = 200
 
 
 @dataclass(frozen=True)
@@ -200,31 +211,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     # ------------------------------------------------------------ middleware
     app.add_middleware(Observe, metrics=metrics)
-
-    @app.exception_handler(Exception)
-    async def bug(_request: Request, _exc: Exception) -> JSONResponse:
-        return error_response(500, "server", "internal error")
-
-    @app.exception_handler(ApiError)
-    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.field, exc.reason)
-
-    @app.exception_handler(InputError)
-    async def input_error(_request: Request, exc: InputError) -> JSONResponse:
-        return error_response(422, exc.field, exc.reason)
-
-    @app.exception_handler(LedgerError)
-    async def refused(_request: Request, exc: LedgerError) -> JSONResponse:
-        return error_response(409, exc.subject, exc.reason)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        error = from_validation_error("", exc)
-        return error_response(422, error.field, error.reason)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, "path", str(exc.detail))
+    install_handlers(app)
 
     # ------------------------------------------------------------------ open
     @app.get("/healthz")
@@ -237,10 +224,10 @@ def create_app(settings: Settings) -> FastAPI:
         return Response(content=text, media_type=CONTENT_TYPE_LATEST)
 
     # --------------------------------------------------------------- tenants
-    @app.post("/v1/tenants", status_code=201, openapi_extra=_body(TenantBody))
+    @app.post("/v1/tenants", status_code=201, openapi_extra=request_body(TenantBody))
     async def add_tenant(request: Request) -> dict[str, str]:
         who = admin(request)
-        body = _model(TenantBody, await json_body(request))
+        body = model(TenantBody, await json_body(request))
         token = secrets.token_urlsafe(32)
 
         def job(durable: DurableEngine, now: float) -> None:
@@ -255,14 +242,17 @@ def create_app(settings: Settings) -> FastAPI:
 
     # ---------------------------------------------------------------- blocks
     @app.post(
-        "/v1/blocks", status_code=201, openapi_extra=_body(BlockSpec), response_model=dict[str, Any]
+        "/v1/blocks",
+        status_code=201,
+        openapi_extra=request_body(BlockSpec),
+        response_model=dict[str, Any],
     )
     async def add_block(request: Request) -> Response:
         who = admin(request)
         data = await json_body(request)
 
         def job(durable: DurableEngine, now: float) -> dict[str, Any]:
-            spec = _model(BlockSpec, {"arrival": now, **data})
+            spec = model(BlockSpec, {"arrival": now, **data})
             ledger = durable.engine.ledger
             if spec.id in {b.id for b in ledger.blocks}:
                 raise ApiError(409, "id", f"block {spec.id!r} exists")
@@ -298,12 +288,15 @@ def create_app(settings: Settings) -> FastAPI:
 
     # ---------------------------------------------------------------- claims
     @app.post(
-        "/v1/claims", status_code=201, openapi_extra=_body(ClaimSpec), response_model=dict[str, Any]
+        "/v1/claims",
+        status_code=201,
+        openapi_extra=request_body(ClaimSpec),
+        response_model=dict[str, Any],
     )
     async def submit(request: Request) -> Response:
         owner, who = as_tenant(request)
         data = await json_body(request)
-        spec = _claim_spec(data)
+        spec = claim_spec(data)
         key = ledger_id(owner, spec.id)
 
         def job(durable: DurableEngine, now: float) -> tuple[int, dict[str, Any]]:
@@ -330,11 +323,13 @@ def create_app(settings: Settings) -> FastAPI:
         status, view = await run(job)
         return reply(view, status)
 
-    @app.post("/v1/claims:dry-run", openapi_extra=_body(ClaimSpec), response_model=dict[str, Any])
+    @app.post(
+        "/v1/claims:dry-run", openapi_extra=request_body(ClaimSpec), response_model=dict[str, Any]
+    )
     async def dry_run(request: Request) -> Response:
         owner = tenant(request)
         data = await json_body(request)
-        spec = _claim_spec({"id": "dry-run", **data})
+        spec = claim_spec({"id": "dry-run", **data})
 
         def job(durable: DurableEngine, _now: float) -> dict[str, Any]:
             ledger = durable.engine.ledger
@@ -356,16 +351,9 @@ def create_app(settings: Settings) -> FastAPI:
         cursor: str | None = None,
     ) -> Response:
         owner = tenant(request)
-        if wanted is not None and wanted not in {s.value for s in ClaimState}:
-            states = ", ".join(s.value for s in ClaimState)
-            raise ApiError(422, "state", f"unknown state {wanted!r}; one of {states}")
-        if not 1 <= limit <= 1000:
-            raise ApiError(422, "limit", "must be between 1 and 1000")
-        after = 0
-        if cursor is not None:
-            if not cursor.isdigit():
-                raise ApiError(422, "cursor", "not a cursor this service returned")
-            after = int(cursor)
+        claim_state(wanted)
+        page_limit(limit, 1000)
+        after = cursor_after(cursor)
 
         def job(durable: DurableEngine, _now: float) -> dict[str, Any]:
             ledger = durable.engine.ledger
@@ -417,8 +405,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/v1/claims/{claim_id}", response_model=dict[str, Any])
     async def get_claim(claim_id: str, request: Request, wait: float = 0.0) -> Response:
         owner = tenant(request)
-        if not 0.0 <= wait <= MAX_WAIT_S:
-            raise ApiError(422, "wait", f"must be between 0 and {MAX_WAIT_S:g} seconds")
+        wait_seconds(wait)
         deadline = wallclock.monotonic() + wait
         while True:
             changed = changes.event
@@ -463,14 +450,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post(
         "/v1/claims/{claim_id}/consume",
-        openapi_extra=_body(ConsumeBody),
+        openapi_extra=request_body(ConsumeBody),
         response_model=dict[str, Any],
     )
     async def consume(claim_id: str, request: Request) -> Response:
         owner, who = as_tenant(request)
-        body = _model(ConsumeBody, await json_body(request))
-        if (body.fraction is None) == (body.amount is None):
-            raise ApiError(422, "body", "give exactly one of 'fraction' or 'amount'")
+        body = consume_body(await json_body(request))
         key = ledger_id(owner, claim_id)
         request_id = ledger_id(owner, body.request_id)
 
@@ -502,19 +487,19 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post(
         "/v1/claims/{claim_id}/release",
-        openapi_extra=_body(RequestBody),
+        openapi_extra=request_body(RequestBody),
         response_model=dict[str, Any],
     )
     async def release(claim_id: str, request: Request) -> Response:
         owner, who = as_tenant(request)
-        body = _model(RequestBody, await json_body(request))
+        body = model(RequestBody, await json_body(request))
         return reply(await run(_finish(who, owner, claim_id, body.request_id, only_release=True)))
 
     @app.delete("/v1/claims/{claim_id}", response_model=dict[str, Any])
     async def withdraw(claim_id: str, request: Request, request_id: str | None = None) -> Response:
         owner, who = as_tenant(request)
-        if request_id is not None and not 0 < len(request_id) <= MAX_ID:
-            raise ApiError(422, "request_id", f"1 to {MAX_ID} characters")
+        if request_id is not None:
+            check_request_id(request_id)
         rid = request_id if request_id is not None else f"delete:{claim_id}"
         return reply(await run(_finish(who, owner, claim_id, rid, only_release=False)))
 
@@ -572,10 +557,8 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/v1/audit")
     async def audit(request: Request, after: int = 0, limit: int = 100) -> dict[str, Any]:
         admin(request)
-        if after < 0:
-            raise ApiError(422, "after", "must be >= 0")
-        if not 1 <= limit <= 10_000:
-            raise ApiError(422, "limit", "must be between 1 and 10000")
+        audit_after(after)
+        page_limit(limit, 10_000)
         rows = await asyncio.to_thread(durable.journal.entries, after, limit)
         return {
             "rows": [
@@ -596,89 +579,8 @@ def create_app(settings: Settings) -> FastAPI:
             "last_seq": durable.journal.last_seq,
         }
 
-    _install_openapi(app)
+    openapi.install(app)
     return app
-
-
-class Observe:
-    """Counts and times every request by route template (pure ASGI: no per-request task;
-    the labelled metric children are looked up once per route, method and status)."""
-
-    def __init__(self, app: Any, metrics: ServiceMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-        self._counters: dict[tuple[str, str, int], Any] = {}
-        self._timers: dict[tuple[str, str], Any] = {}
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = wallclock.perf_counter()
-        status = [500]
-
-        async def sending(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            path = getattr(scope.get("route"), "path", "unmatched")
-            method = scope.get("method", "")
-            key = (path, method, status[0])
-            counter = self._counters.get(key)
-            if counter is None:
-                counter = self.metrics.requests.labels(path, method, str(status[0]))
-                self._counters[key] = counter
-            counter.inc()
-            timer = self._timers.get(key[:2])
-            if timer is None:
-                timer = self.metrics.request_seconds.labels(path, method)
-                self._timers[key[:2]] = timer
-            timer.observe(wallclock.perf_counter() - start)
-
-
-# ------------------------------------------------------------------ bodies
-class TenantBody(BaseModel):
-    model_config = {"extra": "forbid"}
-    name: str
-
-
-class RequestBody(BaseModel):
-    model_config = {"extra": "forbid"}
-    request_id: str
-
-
-class ConsumeBody(BaseModel):
-    model_config = {"extra": "forbid"}
-    request_id: str
-    fraction: float | None = None
-    amount: dict[str, list[float]] | None = None
-
-
-def _model(model: type[Any], data: dict[str, Any]) -> Any:
-    try:
-        value = model.model_validate(data)
-    except ValidationError as exc:
-        error = from_validation_error("", exc, data)
-        raise ApiError(422, error.field, error.reason) from None
-    request_id = getattr(value, "request_id", None)
-    if request_id is not None and not 0 < len(request_id) <= MAX_ID:
-        raise ApiError(422, "request_id", f"1 to {MAX_ID} characters")
-    return value
-
-
-def _claim_spec(data: dict[str, Any]) -> ClaimSpec:
-    if "arrival" in data:
-        raise ApiError(422, "arrival", "set by the service: the time the claim is submitted")
-    spec: ClaimSpec = _model(ClaimSpec, data)
-    if len(spec.id) > MAX_ID:
-        raise ApiError(422, "id", f"at most {MAX_ID} characters")
-    if "/" in spec.id:
-        raise ApiError(422, "id", "must not contain '/' (ids are used in paths)")
-    return spec
 
 
 def _check_selector(spec: ClaimSpec, ledger: Ledger) -> None:
@@ -751,36 +653,3 @@ def _missing(claim_id: str) -> ApiError:
 def _context(who: Caller, request_id: str | None) -> Context:
     actor = f"admin as {who.tenant}" if who.acting else "admin" if who.admin else who.tenant
     return Context(tenant=who.tenant, actor=actor, request_id=request_id)
-
-
-# ----------------------------------------------------------------- openapi
-_SCHEMAS: dict[str, Any] = {}
-
-
-def _body(model: type[BaseModel]) -> dict[str, Any]:
-    """An explicit request body for the OpenAPI document (the handlers parse bodies
-    themselves, to size-check them and refuse NaN literals with the field's path)."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    _SCHEMAS.update(schema.pop("$defs", {}))
-    _SCHEMAS[model.__name__] = schema
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
-            },
-        }
-    }
-
-
-def _install_openapi(app: FastAPI) -> None:
-    plain = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            document = plain()
-            document.setdefault("components", {}).setdefault("schemas", {}).update(_SCHEMAS)
-            app.openapi_schema = document
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

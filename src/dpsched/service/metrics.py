@@ -1,11 +1,13 @@
 """Prometheus metrics: budget per block and order, claims by state, requests, latencies.
 
 The ledger's numbers are read through the writer at scrape time, so a scrape shows
-committed state, like every other read.
+committed state, like every other read. Requests are counted and timed by the `Observe`
+middleware.
 """
 
 from __future__ import annotations
 
+import time as wallclock
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -102,3 +104,43 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.registry.register(LedgerCollector(read))
+
+
+class Observe:
+    """Counts and times every request by route template (pure ASGI: no per-request task;
+    the labelled metric children are looked up once per route, method and status)."""
+
+    def __init__(self, app: Any, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._timers: dict[tuple[str, str], Any] = {}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = wallclock.perf_counter()
+        status = [500]
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            method = scope.get("method", "")
+            key = (path, method, status[0])
+            counter = self._counters.get(key)
+            if counter is None:
+                counter = self.metrics.requests.labels(path, method, str(status[0]))
+                self._counters[key] = counter
+            counter.inc()
+            timer = self._timers.get(key[:2])
+            if timer is None:
+                timer = self.metrics.request_seconds.labels(path, method)
+                self._timers[key[:2]] = timer
+            timer.observe(wallclock.perf_counter() - start)
