@@ -105,18 +105,9 @@ def create_app(settings: Settings) -> FastAPI:
         snapshot_every=settings.snapshot_every,
     )
     changes = _Changes()
-    writer_box: list[Writer] = []
+    metrics = ServiceMetrics()
 
-    def read(fn: Callable[[Ledger], Any]) -> Any:
-        return writer_box[0].submit(lambda d, _now: fn(d.engine.ledger)).result(timeout=30)
-
-    metrics = ServiceMetrics(read)
-
-    def on_round(outcome: Any, seconds: float) -> None:
-        metrics.round_seconds.observe(seconds)
-        metrics.granted.inc(len(outcome.granted))
-
-    def forget_finished(durable: DurableEngine, now: float) -> None:
+    def forget_finished(now: float) -> int:
         """Move claims finished more than `retention` ago from memory to the archive."""
         assert config.retention is not None
         with durable.acting(Context(actor="retention"), now) as engine:
@@ -131,17 +122,17 @@ def create_app(settings: Settings) -> FastAPI:
             archived = Archived(item.claim.id, meta.tenant, meta.n, item.claim.state.value, record)
             durable.archive(archived)
         state.drop_claims([item.claim.id for item in forgotten])
-        metrics.forgotten.inc(len(forgotten))
+        return len(forgotten)
 
     writer = Writer(
         durable,
         config.scheduler.period,
         on_commit=changes.from_writer,
-        on_round=on_round,
+        on_round=metrics.observe_round,
         on_commit_time=metrics.commit_seconds.observe,
         after_round=None if config.retention is None else forget_finished,
     )
-    writer_box.append(writer)
+    metrics.watch(writer)
     admin_hash = token_hash(settings.admin_token)
 
     @asynccontextmanager
@@ -258,7 +249,6 @@ def create_app(settings: Settings) -> FastAPI:
                 raise ApiError(409, "id", f"block {spec.id!r} exists")
             with durable.acting(_context(who, None), now) as engine:
                 index = engine.add_block(spec, now)
-            writer.round_soon()
             return block_view(ledger, index)
 
         return reply(await run(job), 201)
@@ -540,19 +530,15 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/v1/schedule", response_model=dict[str, Any])
     async def schedule_now(request: Request) -> Response:
         who = admin(request)
-
-        def job(durable: DurableEngine, now: float) -> dict[str, Any]:
-            start = wallclock.perf_counter()
-            with durable.acting(_context(who, None), now) as engine:
-                outcome = engine.round(now)
-            if config.retention is not None:
-                forget_finished(durable, now)
-            seconds = wallclock.perf_counter() - start
-            metrics.round_seconds.observe(seconds)
-            metrics.granted.inc(len(outcome.granted))
-            return {"granted": outcome.granted, "expired": outcome.expired, "time_s": seconds}
-
-        return reply(await run(job))
+        # The writer's own round (the periodic one's code, housekeeping and metrics).
+        try:
+            report = await writer.round_now(lambda _durable, _now: _context(who, None))
+        except UnavailableError as exc:
+            raise ApiError(503, "journal", str(exc)) from None
+        outcome = report.outcome
+        return reply(
+            {"granted": outcome.granted, "expired": outcome.expired, "time_s": report.seconds}
+        )
 
     @app.get("/v1/audit")
     async def audit(request: Request, after: int = 0, limit: int = 100) -> dict[str, Any]:
