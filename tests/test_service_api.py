@@ -67,7 +67,7 @@ def test_open_endpoints(service: Service) -> None:
     for path in ("/v1/claims", "/v1/claims/{claim_id}/consume", "/v1/claims:dry-run"):
         assert path in spec["paths"]
     assert "ClaimSpec" in spec["components"]["schemas"]
-    metrics = httpx.get(f"{service.url}/metrics").text
+    metrics = httpx.get(f"{service.url}/metrics", timeout=60).text
     assert "dpsched_block_budget" in metrics and "dpsched_requests_total" in metrics
 
 
@@ -363,7 +363,7 @@ def test_metrics_show_the_budget_and_every_dashboard_query_exists(service: Servi
     with service.tenant(name("metrics")) as tenant:
         tenant.post("/v1/claims", json=claim(block, "m", [0.5, 0.5, 0.5]))
     schedule(service)
-    text = httpx.get(f"{service.url}/metrics").text
+    text = httpx.get(f"{service.url}/metrics", timeout=60).text
     samples: dict[str, float] = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):

@@ -37,7 +37,7 @@ def schedule(service: Service) -> list[str]:
 
 
 def metric(service: Service, name: str) -> float:
-    text = httpx.get(f"{service.url}/metrics").text
+    text = httpx.get(f"{service.url}/metrics", timeout=60).text
     found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
     assert found is not None, name
     return float(found.group(1))

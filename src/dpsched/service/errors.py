@@ -14,8 +14,12 @@ import math
 from typing import Any
 
 import orjson
-from fastapi import Request
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from dpsched.errors import InputError, LedgerError, from_validation_error
 
 MAX_BODY = 1_000_000
 
@@ -32,6 +36,36 @@ def error_response(status: int, field: str, reason: str) -> JSONResponse:
     return JSONResponse(
         status_code=status, content={"error": {"status": status, "field": field, "reason": reason}}
     )
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Every error as `{"error": {status, field, reason}}`: the service's own, the core's
+    (bad input 422, a refusal of the ledger 409), FastAPI's, and a bug (500)."""
+
+    @app.exception_handler(Exception)
+    async def bug(_request: Request, _exc: Exception) -> JSONResponse:
+        return error_response(500, "server", "internal error")
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.field, exc.reason)
+
+    @app.exception_handler(InputError)
+    async def input_error(_request: Request, exc: InputError) -> JSONResponse:
+        return error_response(422, exc.field, exc.reason)
+
+    @app.exception_handler(LedgerError)
+    async def refused(_request: Request, exc: LedgerError) -> JSONResponse:
+        return error_response(409, exc.subject, exc.reason)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        error = from_validation_error("", exc)
+        return error_response(422, error.field, error.reason)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, "path", str(exc.detail))
 
 
 def reply(content: Any, status: int = 200) -> Response:

@@ -1,34 +1,38 @@
 """Prometheus metrics: budget per block and order, claims by state, requests, latencies.
 
 The ledger's numbers are read through the writer at scrape time, so a scrape shows
-committed state, like every other read.
+committed state, like every other read. Requests are counted and timed by the `Observe`
+middleware; rounds by the writer, which runs them all.
 """
 
 from __future__ import annotations
 
+import time as wallclock
 from collections import Counter as Tally
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from dpsched.core import ClaimState, Ledger
+from dpsched.core import ClaimState
+from dpsched.engine.durable import DurableEngine
+from dpsched.service.writer import RoundReport, Writer
 
 PARTS = ("capacity", "locked", "unlocked", "reserved", "allocated", "consumed")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-Read = Callable[[Callable[[Ledger], Any]], Any]
-"""Runs a function of the ledger on the writer (committed state) and returns its value."""
+SCRAPE_TIMEOUT_S = 30.0
 
 
 class LedgerCollector(Collector):
-    def __init__(self, read: Read) -> None:
-        self._read = read
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        blocks, labels, parts, spent, states = self._read(_figures)
+        figures = self._writer.submit(_figures).result(timeout=SCRAPE_TIMEOUT_S)
+        blocks, labels, parts, spent, states = figures
         budget = GaugeMetricFamily(
             "dpsched_block_budget",
             "Budget of a block at an RDP order (or epsilon), by part: capacity = locked + "
@@ -54,7 +58,8 @@ class LedgerCollector(Collector):
         yield claims
 
 
-def _figures(ledger: Ledger) -> tuple[Any, ...]:
+def _figures(durable: DurableEngine, _now: float) -> tuple[Any, ...]:
+    ledger = durable.engine.ledger
     blocks = [b.id for b in ledger.blocks]
     labels = ledger.accounting.labels
     parts = {part: getattr(ledger.budget, part).tolist() for part in PARTS}
@@ -66,7 +71,7 @@ def _figures(ledger: Ledger) -> tuple[Any, ...]:
 class ServiceMetrics:
     """One registry per app, so that several apps (tests) never share counters."""
 
-    def __init__(self, read: Read) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "dpsched_requests_total",
@@ -101,4 +106,53 @@ class ServiceMetrics:
             "Finished claims moved from memory to the journal's archive after the retention.",
             registry=self.registry,
         )
-        self.registry.register(LedgerCollector(read))
+
+    def watch(self, writer: Writer) -> None:
+        """Report the ledger's figures too, read through this writer at each scrape."""
+        self.registry.register(LedgerCollector(writer))
+
+    def observe_round(self, report: RoundReport) -> None:
+        """After each committed round (the writer's `on_round`)."""
+        self.round_seconds.observe(report.seconds)
+        self.granted.inc(len(report.outcome.granted))
+        self.forgotten.inc(report.forgotten)
+
+
+class Observe:
+    """Counts and times every request by route template (pure ASGI: no per-request task;
+    the labelled metric children are looked up once per route, method and status)."""
+
+    def __init__(self, app: Any, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._timers: dict[tuple[str, str], Any] = {}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = wallclock.perf_counter()
+        status = [500]
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            method = scope.get("method", "")
+            key = (path, method, status[0])
+            counter = self._counters.get(key)
+            if counter is None:
+                counter = self.metrics.requests.labels(path, method, str(status[0]))
+                self._counters[key] = counter
+            counter.inc()
+            timer = self._timers.get(key[:2])
+            if timer is None:
+                timer = self.metrics.request_seconds.labels(path, method)
+                self._timers[key[:2]] = timer
+            timer.observe(wallclock.perf_counter() - start)

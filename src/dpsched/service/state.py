@@ -140,8 +140,9 @@ class ServiceState(FrontEndState):
         self.next_n = 1
 
     # ----------------------------------------------------------------- reading
-    def tenant_of(self, token: str) -> str | None:
-        return self._by_token.get(token_hash(token))
+    def tenant_by_hash(self, token_sha256: str) -> str | None:
+        """The tenant whose token hashes to this, if any."""
+        return self._by_token.get(token_sha256)
 
     def listing(self, tenant: str) -> Listing:
         return self.listings.get(tenant) or Listing()

@@ -6,35 +6,59 @@ runs each function in arrival order, commits everything they changed in one
 transaction (group commit), and only then releases their results: no answer ever
 reflects an operation whose commit has not completed, and if the commit fails every
 request of the batch gets the error (the engine rebuilds its state from the journal).
-Reads go through the writer too, so they see committed state only.
+Reads go through the writer too, so they see committed state only; so does
+authentication, which reads the tenants' tokens.
 
-Between batches the writer runs a scheduling round every `period` seconds, and right
-after a batch that added a block; `after_round` (the front end's housekeeping, such as
-forgetting finished claims) runs with the round and commits with it.
+Scheduling rounds run here too, in one place (`_run_round`): every `period` seconds,
+right after a batch that added a block, and when a request asks for one (`round_now`,
+run in its turn among the requests). `after_round` (the front end's housekeeping, such
+as forgetting finished claims) runs with the round and commits with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time as wallclock
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from dpsched.engine.durable import Context, DurableEngine
 from dpsched.engine.engine import RoundOutcome
 
+T = TypeVar("T")
 Job = Callable[[DurableEngine, float], Any]
 Waiter = Future[Any] | asyncio.Future[Any]
 """Who waits for a job: a thread (concurrent future) or a coroutine (asyncio future)."""
+Result = tuple[Waiter, Any, BaseException | None]
 log = logging.getLogger("dpsched.service")
 
 
 class UnavailableError(Exception):
     """The journal could not commit: nothing of the batch happened."""
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    """What a committed round did, and how long it took with its housekeeping."""
+
+    outcome: RoundOutcome
+    seconds: float
+    forgotten: int
+    """Finished claims `after_round` moved out of memory."""
+
+
+@dataclass(frozen=True)
+class _RoundAsked:
+    """A round a request asked for; `asker` names who asks, on the writer (or refuses)."""
+
+    asker: Callable[[DurableEngine, float], Context]
+    waiter: asyncio.Future[RoundReport]
 
 
 class Writer:
@@ -45,9 +69,9 @@ class Writer:
         *,
         max_batch: int = 512,
         on_commit: Callable[[], None] | None = None,
-        on_round: Callable[[RoundOutcome, float], None] | None = None,
+        on_round: Callable[[RoundReport], None] | None = None,
         on_commit_time: Callable[[float], None] | None = None,
-        after_round: Job | None = None,
+        after_round: Callable[[float], int] | None = None,
         clock: Callable[[], float] = wallclock.time,
     ) -> None:
         self.durable = durable
@@ -58,10 +82,10 @@ class Writer:
         self._on_commit_time = on_commit_time
         self._after_round = after_round
         self._clock = clock
-        self._queue: queue.SimpleQueue[tuple[Job, Waiter] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Job, Waiter] | _RoundAsked | None]
+        self._queue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="dpsched-writer", daemon=True)
         self._stopping = False
-        self._round_due = False
         self._next_round = 0.0
         self._now = 0.0
 
@@ -75,22 +99,28 @@ class Writer:
         self._queue.put(None)
         self._thread.join(timeout=30)
 
-    def submit(self, job: Job) -> Future[Any]:
+    def submit(self, job: Callable[[DurableEngine, float], T]) -> Future[T]:
         """Run `job` on the writer; for a thread to wait on."""
-        future: Future[Any] = Future()
+        future: Future[T] = Future()
         self._queue.put((job, future))
         return future
 
-    def submit_async(self, job: Job) -> asyncio.Future[Any]:
+    def submit_async(self, job: Callable[[DurableEngine, float], T]) -> asyncio.Future[T]:
         """Run `job` on the writer; for a coroutine to await. The answers of a whole
         batch reach the event loop in one wake-up, not one per request."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put((job, future))
         return future
 
-    def round_soon(self) -> None:
-        """Ask for a round right after the current batch (e.g. a block was added)."""
-        self._round_due = True
+    def round_now(
+        self, asker: Callable[[DurableEngine, float], Context]
+    ) -> asyncio.Future[RoundReport]:
+        """Run a round after the jobs queued before this call, for a coroutine to await.
+        `asker` runs first, on the writer, and names who asks (the journal's rows say
+        so); if it raises, no round runs and the error is the answer."""
+        future: asyncio.Future[RoundReport] = asyncio.get_running_loop().create_future()
+        self._queue.put(_RoundAsked(asker, future))
+        return future
 
     # ----------------------------------------------------------------- running
     def now(self) -> float:
@@ -100,31 +130,41 @@ class Writer:
 
     def _run(self) -> None:
         while not self._stopping:
-            timeout = max(self._next_round - wallclock.monotonic(), 0.0)
-            try:
-                first = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                first = None
-            batch: list[tuple[Job, Waiter]] = []
-            if first is not None:
-                batch.append(first)
-                while len(batch) < self.max_batch:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is not None:
-                        batch.append(item)
-            if batch:
-                self._run_batch(batch)
-            if self._round_due or wallclock.monotonic() >= self._next_round:
-                self._round_due = False
+            batch, asked = self._take()
+            added_block = self._run_batch(batch) if batch else False
+            if asked is not None:
+                self._answer(asked)
+            if added_block or wallclock.monotonic() >= self._next_round:
                 self._next_round = wallclock.monotonic() + self.period
-                self._run_round()
+                with contextlib.suppress(Exception):  # logged; the next round tries again
+                    self._run_round(Context(actor="scheduler"))
 
-    def _run_batch(self, batch: list[tuple[Job, Waiter]]) -> None:
+    def _take(self) -> tuple[list[tuple[Job, Waiter]], _RoundAsked | None]:
+        """The next batch: what has queued up (waiting for it until a round is due), up
+        to `max_batch`, and ending at a round asked for, which runs right after it."""
+        batch: list[tuple[Job, Waiter]] = []
+        timeout = max(self._next_round - wallclock.monotonic(), 0.0)
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return batch, None
+        while True:
+            if isinstance(item, _RoundAsked):
+                return batch, item
+            if item is not None:
+                batch.append(item)
+            if len(batch) >= self.max_batch:
+                return batch, None
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, None
+
+    def _run_batch(self, batch: list[tuple[Job, Waiter]]) -> bool:
+        """Run, commit and answer a batch; whether it added a block."""
         now = self.now()
-        results: list[tuple[Waiter, Any, BaseException | None]] = []
+        blocks = len(self.durable.engine.ledger.blocks)
+        results: list[Result] = []
         for job, waiter in batch:
             if isinstance(waiter, Future) and not waiter.set_running_or_notify_cancel():
                 continue
@@ -132,43 +172,44 @@ class Writer:
                 results.append((waiter, job(self.durable, now), None))
             except Exception as exc:  # the job's own error, for its request only
                 results.append((waiter, None, exc))
+        added_block = len(self.durable.engine.ledger.blocks) > blocks
         if not self._commit():
             failed = UnavailableError("the journal could not commit; retry")
             results = [(waiter, None, failed) for waiter, _, _ in results]
-        loops: dict[asyncio.AbstractEventLoop, list[tuple[Waiter, Any, BaseException | None]]]
-        loops = {}
-        for item in results:
-            waiter = item[0]
-            if isinstance(waiter, Future):
-                _settle([item])
-            else:
-                loops.setdefault(waiter.get_loop(), []).append(item)
-        for loop, items in loops.items():
-            try:
-                loop.call_soon_threadsafe(_settle, items)
-            except RuntimeError:  # the loop has closed: nobody is waiting any more
-                continue
+        _deliver(results)
         if self._on_commit is not None:
             self._on_commit()
+        return added_block
 
-    def _run_round(self) -> None:
+    def _answer(self, asked: _RoundAsked) -> None:
+        try:
+            report = self._run_round(asked.asker(self.durable, self.now()))
+        except Exception as exc:
+            _deliver([(asked.waiter, None, exc)])
+        else:
+            _deliver([(asked.waiter, report, None)])
+
+    def _run_round(self, context: Context) -> RoundReport:
+        """A round, its housekeeping and its metrics, committed together: whether it is
+        periodic or asked for, it runs here. Raises if it fails or cannot commit."""
         now = self.now()
         start = wallclock.perf_counter()
         try:
-            with self.durable.acting(Context(actor="scheduler"), now) as engine:
+            with self.durable.acting(context, now) as engine:
                 outcome = engine.round(now)
-            if self._after_round is not None:
-                self._after_round(self.durable, now)
+            forgotten = 0 if self._after_round is None else self._after_round(now)
         except Exception:
             log.exception("scheduling round failed")
             self._commit()
-            return
-        seconds = wallclock.perf_counter() - start
-        if self._commit():
-            if self._on_round is not None:
-                self._on_round(outcome, seconds)
-            if self._on_commit is not None:
-                self._on_commit()
+            raise
+        report = RoundReport(outcome, wallclock.perf_counter() - start, forgotten)
+        if not self._commit():
+            raise UnavailableError("the journal could not commit the round; retry")
+        if self._on_round is not None:
+            self._on_round(report)
+        if self._on_commit is not None:
+            self._on_commit()
+        return report
 
     def _commit(self) -> bool:
         if not self.durable.staged:
@@ -184,7 +225,23 @@ class Writer:
         return True
 
 
-def _settle(items: list[tuple[Waiter, Any, BaseException | None]]) -> None:
+def _deliver(results: list[Result]) -> None:
+    """Hand each waiter its result: threads at once, each event loop in one wake-up."""
+    loops: dict[asyncio.AbstractEventLoop, list[Result]] = {}
+    for item in results:
+        waiter = item[0]
+        if isinstance(waiter, Future):
+            _settle([item])
+        else:
+            loops.setdefault(waiter.get_loop(), []).append(item)
+    for loop, items in loops.items():
+        try:
+            loop.call_soon_threadsafe(_settle, items)
+        except RuntimeError:  # the loop has closed: nobody is waiting any more
+            continue
+
+
+def _settle(items: list[Result]) -> None:
     """Hand each waiter its job's value or error (in the waiter's own thread or loop)."""
     for waiter, value, error in items:
         if waiter.cancelled():
