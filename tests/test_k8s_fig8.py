@@ -9,6 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from dpsched.errors import InputError
+from dpsched.lab.fig8 import figures, redraw
+
 
 def test_reproduce_dpack_8_quickly_through_the_operator(tmp_path: Path) -> None:
     command = ["reproduce", "dpack-8", "--quick", "--out", str(tmp_path), "--json", "-"]
@@ -41,3 +46,24 @@ def test_reproduce_dpack_8_quickly_through_the_operator(tmp_path: Path) -> None:
     cdf = [r for r in rows if r["experiment"] == "delay_cdf" and r["series"] == "dpack"]
     assert len(cdf) == online["dpack"]["allocated (kubernetes)"]
     assert float(cdf[-1]["value"]) == 1.0
+
+
+def test_fig_8_redraws_from_its_committed_table_with_human_labels(tmp_path: Path) -> None:
+    table = Path(__file__).resolve().parents[1] / "docs" / "figures" / "dpack-8.csv"
+    with table.open(newline="") as handle:
+        rows = list(csv.reader(handle))[1:]
+    labels = {
+        name: (axis.get_xlabel(), axis.get_ylabel(), axis.get_legend().get_title().get_text())
+        for name, figure in figures(rows).items()
+        for axis in figure.axes
+    }
+    assert labels == {
+        "dpack-8a.png": ("submitted tasks", "time (s)", "policy"),
+        "dpack-8b.png": ("scheduling delay (time units)", "fraction of granted tasks", "policy"),
+    }
+    assert [p.name for p in redraw(table, tmp_path)] == ["dpack-8a.png", "dpack-8b.png"]
+    assert all(p.stat().st_size > 1000 for p in tmp_path.iterdir())
+    bad = tmp_path / "other.csv"
+    bad.write_text("policy,x\n")
+    with pytest.raises(InputError, match="not a dpack-8 table"):
+        redraw(bad, tmp_path)

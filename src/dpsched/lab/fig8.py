@@ -32,6 +32,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from dpsched.budget import Accounting
+from dpsched.errors import InputError
 from dpsched.k8s.tenants import TENANT_PREFIX
 from dpsched.lab.deployment import Lab
 from dpsched.lab.emulator import EmulatedCluster
@@ -227,47 +228,85 @@ def report(quick: bool, out: Path, progress: Progress | None = None) -> Report:
         sizes = (1000, 2000, N_TASKS)
     offline_runs = [offline(p, n, progress) for p in POLICIES for n in sizes]
     out.mkdir(parents=True, exist_ok=True)
+    rows = _rows(runs, offline_runs)
     csv_path = out / "dpack-8.csv"
     with csv_path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["experiment", "series", "x", "value"])
-        for run in runs:
-            writer.writerow(["online_allocated", run.policy, run.submitted, run.allocated])
-            writer.writerow(["online_simulated", run.policy, run.submitted, run.simulated])
-            for rank, delay in enumerate(run.delays, 1):
-                writer.writerow(["delay_cdf", run.policy, f"{delay:.6g}", rank / len(run.delays)])
-        for o in offline_runs:
-            writer.writerow(["round_s", o.policy, o.n, f"{o.round_s:.6g}"])
-            writer.writerow(["statuses_s", o.policy, o.n, f"{o.wall_s:.6g}"])
-    files = [csv_path, *_plots(runs, offline_runs, out)]
+        writer.writerow(CSV_HEADER)
+        writer.writerows(rows)
+    files = [csv_path, *plots(rows, out)]
     return Report(runs, offline_runs, files)
 
 
-def _plots(runs: list[OnlineRun], offline_runs: list[OfflineRun], out: Path) -> list[Path]:
-    runtime = out / "dpack-8a.png"
-    figure = Figure(figsize=(5, 3.5))
-    axis = figure.subplots()
-    for policy in POLICIES:
-        mine = [o for o in offline_runs if o.policy == policy]
-        xs = [o.n for o in mine]
-        axis.plot(xs, [o.round_s for o in mine], marker="o", label=f"{policy}: policy round")
-        axis.plot(xs, [o.wall_s for o in mine], marker="s", ls="--", label=f"{policy}: to statuses")
-    axis.set_xlabel("submitted tasks")
-    axis.set_ylabel("seconds")
-    axis.set_title("DPack Fig. 8a on the Kubernetes path (offline)")
-    axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(runtime, dpi=120)
-    cdf = out / "dpack-8b.png"
-    figure = Figure(figsize=(5, 3.5))
-    axis = figure.subplots()
+CSV_HEADER = ("experiment", "series", "x", "value")
+
+
+def _rows(runs: list[OnlineRun], offline_runs: list[OfflineRun]) -> list[list[Any]]:
+    """The figure's data as dpack-8.csv holds it (`series` is the policy)."""
+    rows: list[list[Any]] = []
     for run in runs:
-        ys = np.arange(1, len(run.delays) + 1) / max(len(run.delays), 1)
-        axis.step(run.delays, ys, where="post", label=f"{run.policy} ({run.allocated} granted)")
+        rows.append(["online_allocated", run.policy, run.submitted, run.allocated])
+        rows.append(["online_simulated", run.policy, run.submitted, run.simulated])
+        for rank, delay in enumerate(run.delays, 1):
+            rows.append(["delay_cdf", run.policy, f"{delay:.6g}", rank / len(run.delays)])
+    for o in offline_runs:
+        rows.append(["round_s", o.policy, o.n, f"{o.round_s:.6g}"])
+        rows.append(["statuses_s", o.policy, o.n, f"{o.wall_s:.6g}"])
+    return rows
+
+
+def redraw(csv_path: Path, out: Path) -> list[Path]:
+    """Draw the figures again from a dpack-8.csv (no 28-minute run)."""
+    with csv_path.open(newline="") as handle:
+        reader = csv.reader(handle)
+        if tuple(next(reader)) != CSV_HEADER:
+            raise InputError(str(csv_path), f"not a dpack-8 table (header {CSV_HEADER})")
+        return plots(list(reader), out)
+
+
+def plots(rows: list[list[Any]], out: Path) -> list[Path]:
+    """dpack-8a.png and dpack-8b.png from the table's rows, saved in `out`."""
+    saved = []
+    for name, figure in figures(rows).items():
+        figure.savefig(out / name, dpi=120)
+        saved.append(out / name)
+    return saved
+
+
+def figures(rows: list[list[Any]]) -> dict[str, Figure]:
+    """The two figures by file name, from the table's rows."""
+    series: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for experiment, policy, x, value in rows:
+        series.setdefault((experiment, policy), []).append((float(x), float(value)))
+    runtime = Figure(figsize=(5, 3.5))
+    axis = runtime.subplots()
+    for policy in POLICIES:
+        for experiment, marker, style, what in (
+            ("round_s", "o", "-", "scheduling round"),
+            ("statuses_s", "s", "--", "until every status is written"),
+        ):
+            points = sorted(series.get((experiment, policy), []))
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            axis.plot(xs, ys, marker=marker, ls=style, label=f"{policy}: {what}")
+    axis.set_xlabel("submitted tasks")
+    axis.set_ylabel("time (s)")
+    axis.set_title("DPack Fig. 8a on the Kubernetes path (offline)")
+    axis.legend(title="policy", fontsize=7, title_fontsize=7)
+    runtime.tight_layout()
+    cdf = Figure(figsize=(5, 3.5))
+    axis = cdf.subplots()
+    for policy in POLICIES:
+        points = series.get(("delay_cdf", policy), [])
+        granted = series.get(("online_allocated", policy), [(0.0, 0.0)])[0][1]
+        axis.step(
+            [p[0] for p in points],
+            [p[1] for p in points],
+            where="post",
+            label=f"{policy} ({granted:.0f} granted)",
+        )
     axis.set_xlabel("scheduling delay (time units)")
-    axis.set_ylabel("CDF of granted tasks")
+    axis.set_ylabel("fraction of granted tasks")
     axis.set_title("DPack Fig. 8b on the Kubernetes path (online, T = 5)")
-    axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(cdf, dpi=120)
-    return [runtime, cdf]
+    axis.legend(title="policy", fontsize=7, title_fontsize=7)
+    cdf.tight_layout()
+    return {"dpack-8a.png": runtime, "dpack-8b.png": cdf}
