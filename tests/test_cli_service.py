@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import sqlalchemy as sa
+from tests.journal_front_end import open_engine, some_history
 from tests.test_cli import dpsched
-from tests.test_durable import open_engine, some_history
 
 
 def test_db_upgrade_then_audit_verify(tmp_path: Path) -> None:
