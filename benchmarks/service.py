@@ -50,6 +50,7 @@ from dpsched.engine import Engine  # noqa: E402
 from dpsched.engine.durable import Context, DurableEngine  # noqa: E402
 from dpsched.engine.journal import Journal  # noqa: E402
 from dpsched.service.config import ServiceConfig  # noqa: E402
+from dpsched.service.records import ClaimBody, TenantAdded  # noqa: E402
 from dpsched.service.state import ServiceState, ledger_id  # noqa: E402
 
 CLIENTS = 16
@@ -253,7 +254,7 @@ def server_rss(directory: Path, claims: int) -> float:
     with durable.acting(Context(actor="admin"), 0.0) as engine:
         for block in ledger.blocks:
             engine.add_block(block, 0.0)
-    durable.record("tenant_add", {"name": "bench", "token_sha256": "0" * 64}, Context(), 0.0)
+    durable.record(TenantAdded("bench", "0" * 64), Context(), 0.0)
     state.add_tenant("bench", "0" * 64)
     durable.commit()
     rng = np.random.default_rng(1)
@@ -266,12 +267,7 @@ def server_rss(directory: Path, claims: int) -> float:
                     "demand": {"rdp": [5.0] * 12},
                 }
                 engine.submit({**body, "id": ledger_id("bench", f"c{i}")}, 1.0)
-                durable.record(
-                    "claim_body",
-                    {"tenant": "bench", "id": f"c{i}", "body": body},
-                    Context(tenant="bench"),
-                    1.0,
-                )
+                durable.record(ClaimBody("bench", f"c{i}", body), Context(tenant="bench"), 1.0)
         durable.commit()
     durable.snapshot()
     durable.journal.close()
