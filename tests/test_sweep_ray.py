@@ -166,6 +166,11 @@ class Cluster:
     gcs_address: str = ""
     client_address: str = ""
 
+    def client_server_logs(self) -> str:
+        """The cluster's Ray Client server logs: why a client connection failed."""
+        logs = sorted(Path(self.directory).glob("ray/session_2*/logs/ray_client_server*"))
+        return "".join(f"\n--- {log.name}:\n{log.read_text()[-3000:]}" for log in logs)
+
     def run(self, *args: str, ray_dir: str, **env: str) -> subprocess.CompletedProcess[str]:
         """A child Python whose own Ray, if it starts one, lives in ray_dir."""
         return subprocess.run(
@@ -269,7 +274,7 @@ def test_cli_sweep_runs_on_the_cluster_at_ray_address(
     command = ["sweep", str(sweep), "--engine", "ray", "--workers", "1", "--json", str(report)]
     env = {"RAY_ADDRESS": cluster.client_address}
     done = cluster.run("-m", "dpsched", *command, "--out", str(table), ray_dir=ray_dir, **env)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stderr + cluster.client_server_logs()
     assert "Started a local Ray instance" not in done.stderr
     assert not Path(ray_dir, "ray").exists()  # no Ray of its own: it used the cluster
     result = json.loads(report.read_text())
