@@ -281,3 +281,29 @@ def test_cli_sweep_runs_on_the_cluster_at_ray_address(
     assert result["failed"] == 0
     assert comparable(result["cells"], keys) == expected
     assert len(table.read_text().splitlines()) == 1 + len(cells)
+
+
+def test_a_ray_address_nobody_answers_is_one_line_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text(
+        yaml.safe_dump({"seed": 0, "workload": {"name": "mixed", "n_tasks": 10}})
+    )
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"base": "base.yaml", "grid": {"seed": [0]}}))
+    address = f"ray://127.0.0.1:{free_port()}"  # bound and closed again: nothing listens
+    done = subprocess.run(
+        [sys.executable, "-m", "dpsched", "sweep", str(sweep), "--engine", "ray"],
+        env={
+            **os.environ,
+            "RAY_ADDRESS": address,
+            "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "1",
+            "RAY_CLIENT_MAX_CONNECTION_TIMEOUT_S": "1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: RAY_ADDRESS: cannot use the Ray at {address}: "), last

@@ -136,7 +136,11 @@ def _execute_ray(
         ) from None
     started = not ray.is_initialized()  # else the caller's Ray, left to the caller
     if started and address is not None:
-        ray.init(address=address)  # an existing cluster: "auto", "host:port", "ray://..."
+        try:
+            ray.init(address=address)  # an existing cluster: "auto", "host:port", "ray://..."
+        except (ConnectionError, RuntimeError) as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise InputError("RAY_ADDRESS", f"cannot use the Ray at {address}: {reason}") from None
     elif started:
         ray.init(address="local", num_cpus=workers, include_dashboard=False)
     try:
