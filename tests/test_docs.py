@@ -4,8 +4,8 @@
   command prints now (run offline from the repository root on an 80-column terminal);
   table cells of a "runtime" column are not compared, nor is spacing.
 - Python: every ```python block runs; when its `print(...)` lines carry comments, each
-  printed line equals its comment up to the first ": " (the rest explains it). A block
-  right after `<!-- not run: reason -->` is skipped.
+  printed line equals its comment up to the first ": " (the rest explains it). No block
+  is exempt: a fragment that cannot run does not belong in a python fence.
 - Commands: every `dpsched ...` command in ```bash / ```console blocks, and in inline
   code that starts with `dpsched `, names an existing command, and each `--long-option`
   it uses appears in that command's `--help`. The help texts come from one process that
@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 FENCE = re.compile(r"^(```+)\s*([\w-]*)\s*$")
-MARKER = re.compile(r"^<!--\s*(output of|not run):?\s*(.*?)\s*-->$")
+MARKER = re.compile(r"^<!--\s*(output of):?\s*(.*?)\s*-->$")
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class Block:
     line: int  # 1-based line of the opening fence
     language: str
     text: str
-    marker: tuple[str, str] | None  # ("output of", command) or ("not run", reason)
+    marker: tuple[str, str] | None  # ("output of", command)
 
     @property
     def where(self) -> str:
@@ -171,9 +171,6 @@ PYTHON = [block for block in all_blocks() if block.language == "python"]
 def test_a_python_block_runs_and_prints_what_its_comments_say(
     block: Block, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if block.marker and block.marker[0] == "not run":
-        assert block.marker[1], f"{block.where}: say why the block is not run"
-        pytest.skip(block.marker[1])
     monkeypatch.chdir(ROOT)
     prints = [line for line in block.text.splitlines() if line.startswith("print(")]
     expected = [
