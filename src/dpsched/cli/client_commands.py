@@ -17,9 +17,9 @@ import typer
 
 from dpsched.cli.common import (
     Command,
-    Group,
     JsonOut,
     check_output_file,
+    command_group,
     console,
     friendly_errors,
     json_to_stdout,
@@ -100,9 +100,9 @@ def _claims_table(claims: list[dict[str, Any]]) -> Any:
     return table
 
 
-tenant_app = typer.Typer(cls=Group, help="Tenants (admin).", no_args_is_help=True)
-block_app = typer.Typer(cls=Group, help="Blocks of data and their budget.", no_args_is_help=True)
-claim_app = typer.Typer(cls=Group, help="Claims on budget.", no_args_is_help=True)
+tenant_app = command_group("Tenants (admin).")
+block_app = command_group("Blocks of data and their budget.")
+claim_app = command_group("Claims on budget.")
 
 
 @tenant_app.command("add", cls=Command)

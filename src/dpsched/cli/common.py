@@ -191,3 +191,9 @@ class Group(TyperGroup):
             if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
                 param.metavar = ""
         return params
+
+
+def command_group(help: str) -> typer.Typer:
+    """A group of commands (`dpsched claim ...`): the same help layout as the root, and
+    its help when given no command."""
+    return typer.Typer(cls=Group, help=help, no_args_is_help=True, rich_markup_mode="markdown")

@@ -9,21 +9,16 @@ import typer
 
 from dpsched.cli.common import (
     Command,
-    Group,
     JsonOut,
     check_output_file,
+    command_group,
     console,
     friendly_errors,
     json_to_stdout,
     write_json,
 )
 
-k8s_app = typer.Typer(
-    cls=Group,
-    help="Kubernetes: the custom resource definitions of dpsched.io/v1.",
-    no_args_is_help=True,
-    rich_markup_mode="markdown",
-)
+k8s_app = command_group("Kubernetes: the custom resource definitions of dpsched.io/v1.")
 
 
 @k8s_app.command("crds", cls=Command)

@@ -12,9 +12,9 @@ import typer
 
 from dpsched.cli.common import (
     Command,
-    Group,
     JsonOut,
     check_output_file,
+    command_group,
     console,
     errors,
     friendly_errors,
@@ -91,18 +91,8 @@ def _kube_options(
 commands = typer.Typer()
 """This module's top-level commands, added to the root app by `register`."""
 
-db_app = typer.Typer(
-    cls=Group,
-    help="The journal database: create or migrate its schema.",
-    no_args_is_help=True,
-    rich_markup_mode="markdown",
-)
-audit_app = typer.Typer(
-    cls=Group,
-    help="Check the journal: it is the audit log.",
-    no_args_is_help=True,
-    rich_markup_mode="markdown",
-)
+db_app = command_group("The journal database: create or migrate its schema.")
+audit_app = command_group("Check the journal: it is the audit log.")
 
 
 @commands.command(cls=Command)

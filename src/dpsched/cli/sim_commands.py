@@ -12,10 +12,10 @@ import typer
 
 from dpsched.cli.common import (
     Command,
-    Group,
     JsonOut,
     check_output_dir,
     check_output_file,
+    command_group,
     console,
     errors,
     friendly_errors,
@@ -96,12 +96,7 @@ def _reproduce_kubernetes(quick: bool, out: Path, json_out: Path | None) -> None
 commands = typer.Typer()
 """This module's top-level commands, added to the root app by `register`."""
 
-workload_app = typer.Typer(
-    cls=Group,
-    help="Inspect and export workloads.",
-    no_args_is_help=True,
-    rich_markup_mode="markdown",
-)
+workload_app = command_group("Inspect and export workloads.")
 
 
 @commands.command(cls=Command)
