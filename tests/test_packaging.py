@@ -1,13 +1,13 @@
-"""What a plain install carries: the operator without the lab. dpsched asks for the
-emulator's packages (kmock, jsonpatch, ...) only in the `lab` extra, no module outside
-`dpsched.lab` imports them, the runtime Kubernetes front end imports neither the lab nor
-the simulator, and the one command that needs the lab says which extra to install.
-(jsonpatch still comes with kopf, which requires it: what dpsched controls is that it
-neither asks for it nor uses it outside the lab.)"""
+"""What a plain install carries: the library, the CLI and the budget service. The
+operator's packages (kopf, aiohttp; kopf brings jsonpatch) come with the `kubernetes`
+extra and the emulator's (kmock, ...) with the `lab` extra; no module outside those parts
+imports them, the runtime Kubernetes front end imports neither the lab nor the
+simulator, and a command that needs an extra says which one to install."""
 
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from dpsched.k8s import EXTRA as OPERATOR
 from dpsched.lab import EXTRA
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,9 +75,71 @@ def test_the_lab_extra_carries_the_emulators_packages_and_a_plain_install_does_n
     runtime = names(PROJECT["dependencies"])
     extras = PROJECT["optional-dependencies"]
     assert {"kmock", "jsonpatch"} <= set(EXTRA)
-    assert names(extras["lab"]) == set(EXTRA)
-    assert not runtime & set(EXTRA)
+    assert names(extras["lab"]) == {"dpsched", *EXTRA}
+    assert "dpsched[kubernetes]" in extras["lab"]  # the lab runs the operator
+    assert not runtime & {*EXTRA, *OPERATOR}
     assert "dpsched[lab]" in extras["dev"]  # the tests run the operator on the emulator
+
+
+def test_the_kubernetes_extra_carries_the_operators_packages() -> None:
+    assert (
+        names(PROJECT["optional-dependencies"]["kubernetes"])
+        == set(OPERATOR)
+        == {
+            "kopf",
+            "aiohttp",
+        }
+    )
+
+
+def test_only_the_operator_and_the_lab_import_the_operators_packages() -> None:
+    outside = [p for p in sources(outside="dpsched.lab") if not _operator_part(p)]
+    assert offending(outside, OPERATOR) == []
+
+
+def _operator_part(path: Path) -> bool:
+    """The modules that run the operator: kopf's handlers and the API server client."""
+    return module_name(path) in {
+        "dpsched.k8s.kube",
+        "dpsched.k8s.operator",
+        "dpsched.k8s.run",
+        "dpsched.k8s.settling",
+    }
+
+
+def test_without_the_kubernetes_extra_the_rest_works_and_the_operator_names_it(
+    tmp_path: Path,
+) -> None:
+    """kopf and aiohttp hidden from one process: the CRDs still print, and
+    `serve --kubernetes` is one line naming the extra, before anything starts."""
+    hide = "import sys; sys.modules['kopf'] = sys.modules['aiohttp'] = None; "
+    run_cli = (
+        hide + "from dpsched.cli.app import main; sys.argv = ['dpsched', *sys.argv[1:]]; main()"
+    )
+    crds = subprocess.run(
+        [sys.executable, "-c", run_cli, "k8s", "crds", "--out", str(tmp_path / "crds")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert crds.returncode == 0, crds.stderr
+    assert len(list((tmp_path / "crds").glob("*.yaml"))) == 2
+    db = tmp_path / "journal.db"
+    serve = subprocess.run(
+        [sys.executable, "-c", run_cli, "serve", "--db", str(db), "--kubernetes"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "DPSCHED_ADMIN_TOKEN": "t" * 32},
+    )
+    assert serve.returncode == 2
+    assert serve.stderr.splitlines() == [
+        "error: --kubernetes: the operator needs kopf, which comes with the kubernetes "
+        "extra: pip install 'dpsched[kubernetes]'"
+    ]
+    assert not db.exists()
 
 
 def test_only_the_lab_imports_the_lab_extras_packages() -> None:

@@ -63,6 +63,9 @@ def _kube_options(
 ) -> KubeOptions:
     """Where the operator connects and how the webhook listens (checked before anything
     starts: bad options change nothing)."""
+    from dpsched.k8s import require_operator_extra
+
+    require_operator_extra("--kubernetes")
     from dpsched.k8s.kube import Connection
     from dpsched.k8s.run import KubeOptions
 

@@ -6,11 +6,11 @@ benchmarks and tests; not part of what a cluster runs.
 and `fig8.py` reproduces DPack's Kubernetes experiment on it. It sits above the front
 ends (it drives `k8s` and compares with `sim`) and below the CLI; no front end imports it.
 
-The emulator's kmock comes only with the `lab` extra (`pip install 'dpsched[lab]'`): a
-plain install runs the operator against a real API server. The extra also names the
-other packages the emulator imports (a plain install has them anyway, through kopf and
-aiohttp). Importing the lab without them fails at once with one line saying what to
-install, rather than later with a bare ModuleNotFoundError.
+The emulator's packages come only with the `lab` extra (`pip install 'dpsched[lab]'`,
+which also brings the operator's `kubernetes` extra): a cluster runs the operator
+against a real API server without them. Importing the lab without them fails at once
+with one line saying what to install, rather than later with a bare
+ModuleNotFoundError.
 """
 
 from __future__ import annotations
